@@ -1,0 +1,24 @@
+# vgsalign: from spoken captions and images to word-object alignment scores.
+# Main job: `snakemake --cores 8 scores`. Targets: demo_corpus, resources, testdata,
+# features, train, tensors, scores, report (rule all = report).
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/testdata.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/scores.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True

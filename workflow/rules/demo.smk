@@ -1,0 +1,1 @@
+# demo rules (see workflow/rules/common.smk for shared paths and helpers)

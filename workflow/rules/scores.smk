@@ -1,0 +1,1 @@
+# scores rules (see workflow/rules/common.smk for shared paths and helpers)

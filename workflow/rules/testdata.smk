@@ -1,0 +1,1 @@
+# testdata rules (see workflow/rules/common.smk for shared paths and helpers)

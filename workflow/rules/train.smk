@@ -1,0 +1,1 @@
+# train rules (see workflow/rules/common.smk for shared paths and helpers)
