@@ -1,5 +1,5 @@
-# Helpers shared by the rule files: config validation, paths, and how settings and
-# package code reach the rules' params (so a change reruns exactly what it affects).
+# Helpers shared by all rule files (config validation, paths, and how settings and
+# package code reach the params of each step, so a change reruns exactly what it affects).
 
 import hashlib
 import json
