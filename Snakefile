@@ -1,6 +1,6 @@
 # vgsalign: from spoken captions and images to word-object alignment scores.
 # Main job: `snakemake --cores 8 scores`. Targets: demo_corpus, resources, testdata,
-# features, train, tensors, scores, report (rule all = report).
+# features, train, tensors, scores, report (rule all = scores; the HTML report is not built yet).
 
 from snakemake.utils import min_version
 
@@ -21,4 +21,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    input:
+        rules.scores.input,
     default_target: True

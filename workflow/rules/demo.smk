@@ -1,1 +1,33 @@
-# demo rules (see workflow/rules/common.smk for shared paths and helpers)
+# The built-in demo corpus: one job per split (every split listed in demo.n_images),
+# each writing its images, COCO annotations, spoken captions and ground truth under
+# results/<name>/corpus/ and, last, manifest_<split>.json (what later rules depend on).
+# Jobs are deterministic: the same demo settings give byte-identical files, whatever
+# the number of threads.
+
+DEMO_SPLITS = sorted(config["demo"]["n_images"])
+
+
+rule demo_corpus_split:
+    output:
+        f"{RESULTS}/corpus/manifest_{{split}}.json",
+    wildcard_constraints:
+        split="|".join(DEMO_SPLITS),
+    params:
+        settings=as_json(config["demo"]),
+        out=lambda wildcards, output: str(Path(output[0]).parent),
+        code=code_version("demo_corpus", "demo_scene", "demo_captions", "tts"),
+    log:
+        f"{LOGS}/demo/{{split}}.log",
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, threads: 1000 + 700 * threads,
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign demo-corpus --settings {params.settings} --split {wildcards.split} "
+        "--out {params.out} --workers {threads} > {log} 2>&1"
+
+
+rule demo_corpus:
+    input:
+        expand(f"{RESULTS}/corpus/manifest_{{split}}.json", split=DEMO_SPLITS),

@@ -1,1 +1,132 @@
-# features rules (see workflow/rules/common.smk for shared paths and helpers)
+# Feature extraction (the original's features_extraction): per split, an image index and a
+# caption index, then one job per (modality, split, shard) so a cluster runs shards in
+# parallel. The shard count is known when the DAG is built (no checkpoint): demo.n_images
+# for the demo corpus, else the image count of the instances JSON (cached by size and mtime).
+# Audio shards take the audio + frames slices, visual shards the visual slice: changing
+# audio.n_mels reruns the audio shards (and what reads them), never the visual ones.
+
+from vgsalign.shards import plan_shard_counts
+
+FEATURES = f"{RESULTS}/features"
+
+try:
+    SHARD_COUNTS = plan_shard_counts(config, USED_SPLITS, instances_json, f"{FEATURES}/index")
+except InputError as err:
+    sys.stderr.write(f"vgsalign: {err}\n")
+    sys.exit(1)
+
+# every shard file of a modality ('audio' or 'visual') and split, in shard order
+FEATURE_SHARDS = {
+    (modality, split): [f"{FEATURES}/{modality}/{split}/shard_{k:05d}.h5" for k in range(SHARD_COUNTS[split])]
+    for modality in ("audio", "visual")
+    for split in USED_SPLITS
+}
+
+# settings that change no number (batch size, decoding workers) stay out of params,
+# so changing them reruns nothing
+VISUAL_SETTINGS = {k: v for k, v in config["visual"].items() if k not in ("batch_size", "num_workers")}
+
+
+rule features_images:
+    input:
+        ready=lambda w: corpus_ready(w.split),
+        instances=lambda w: [] if IS_DEMO else instances_json(w.split),
+    output:
+        f"{FEATURES}/index/{{split}}/images.csv",
+    params:
+        instances=lambda w: instances_json(w.split),
+        sharding=as_json(config["features"]),
+        n_shards=lambda w: SHARD_COUNTS[w.split],
+        code=code_version("shards"),
+    wildcard_constraints:
+        split="|".join(USED_SPLITS),
+    log:
+        f"{LOGS}/features/images_{{split}}.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "python -m vgsalign.shards images --instances {params.instances} --settings {params.sharding}"
+        " --expected-shards {params.n_shards} --out {output} > {log} 2>&1"
+
+
+rule features_captions:
+    input:
+        images=rules.features_images.output[0],
+    output:
+        captions=f"{FEATURES}/index/{{split}}/captions.csv",
+        rejects=f"{FEATURES}/index/{{split}}/captions_rejected.csv",
+    params:
+        source=config["dataset"]["source"],
+        speech_root=speech_root(),
+        sharding=as_json(config["features"]),
+        code=code_version("shards"),
+    wildcard_constraints:
+        split="|".join(USED_SPLITS),
+    log:
+        f"{LOGS}/features/captions_{{split}}.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "python -m vgsalign.shards captions --images {input.images} --source {params.source}"
+        " --speech-root {params.speech_root} --split {wildcards.split} --settings {params.sharding}"
+        " --out {output.captions} --rejects {output.rejects} > {log} 2>&1"
+
+
+rule features_audio:
+    input:
+        captions=rules.features_captions.output.captions,
+    output:
+        f"{FEATURES}/audio/{{split}}/shard_{{shard}}.h5",
+    params:
+        audio=as_json(config["audio"]),
+        frames=as_json(config["frames"]),
+        sharding=as_json(config["features"]),
+        n_shards=lambda w: SHARD_COUNTS[w.split],
+        code=code_version("features_audio", "logmel", "shards"),
+    wildcard_constraints:
+        split="|".join(USED_SPLITS),
+        shard=r"\d{5}",
+    threads: 2
+    log:
+        f"{LOGS}/features/audio_{{split}}_{{shard}}.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign features-audio --captions {input.captions} --split {wildcards.split} --shard {wildcards.shard}"
+        " --n-shards {params.n_shards} --settings {params.audio} --frames {params.frames}"
+        " --sharding {params.sharding} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule features_visual:
+    input:
+        images=rules.features_images.output[0],
+    output:
+        f"{FEATURES}/visual/{{split}}/shard_{{shard}}.h5",
+    params:
+        visual=as_json(VISUAL_SETTINGS),
+        sharding=as_json(config["features"]),
+        image_dir=lambda w: f"{coco_root()}/images/{w.split}",
+        n_shards=lambda w: SHARD_COUNTS[w.split],
+        code=code_version("features_visual", "backbones", "shards"),
+    wildcard_constraints:
+        split="|".join(USED_SPLITS),
+        shard=r"\d{5}",
+    # decoding workers = threads - 1 (Snakemake scales threads down to the cores given)
+    threads: config["visual"]["num_workers"] + 1
+    resources:
+        gpu=1,
+        batch_size=config["visual"]["batch_size"],
+    log:
+        f"{LOGS}/features/visual_{{split}}_{{shard}}.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign features-visual --images {input.images} --image-dir {params.image_dir}"
+        " --split {wildcards.split} --shard {wildcards.shard} --n-shards {params.n_shards}"
+        " --settings {params.visual} --sharding {params.sharding} --batch-size {resources.batch_size}"
+        " --num-workers $(( {threads} - 1 )) --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule features:
+    input:
+        [FEATURE_SHARDS[key] for key in sorted(FEATURE_SHARDS)],

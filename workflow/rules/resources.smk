@@ -1,1 +1,40 @@
-# resources rules (see workflow/rules/common.smk for shared paths and helpers)
+# Offline resources, provisioned once under resources/: the POS tagger (NLTK's own data, or
+# the model packaged in textblob-aptagger converted to NLTK's format) and the word vectors
+# (a gensim KeyedVectors file). Nothing is downloaded.
+
+
+rule tagger:
+    output:
+        tagger_manifest(),
+    params:
+        policy=config["resources"]["tagger"],
+        nltk_data=lambda wildcards, output: str(Path(output[0]).parent),
+        code=code_version("resources"),
+    log:
+        f"{LOGS}/resources/tagger.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign resources tagger --policy {params.policy} --nltk-data {params.nltk_data} > {log} 2>&1"
+
+
+rule word_vectors:
+    output:
+        vectors_file(),
+    params:
+        settings=as_json(config["word_vectors"]),
+        code=code_version("resources"),
+    log:
+        f"{LOGS}/resources/word_vectors.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    resources:
+        mem_mb=8000 if config["word_vectors"]["source"] == "word2vec" else 2000,
+    shell:
+        "vgsalign resources vectors --settings {params.settings} --out {output} > {log} 2>&1"
+
+
+rule resources:
+    input:
+        tagger_manifest(),
+        vectors_file(),

@@ -1,1 +1,51 @@
-# scores rules (see workflow/rules/common.smk for shared paths and helpers)
+# Alignment and glancing scores of the test pairs (see workflow/rules/common.smk for shared
+# paths and helpers). `vgsalign score` also runs by hand on any model's tensors (README).
+
+SCORES = f"{RESULTS}/scores"
+SCORE_NAMES = ["as_object", "as_word", "gs_object", "gs_word"]   # vgsalign.alignment_scores.SCORE_NAMES
+
+
+rule score_pairs:
+    input:
+        tensors=f"{RESULTS}/tensors/tensors.h5",
+        pairs=f"{RESULTS}/testdata/pairs.csv",
+        ready=corpus_ready(SPLITS["test"]),
+        # the demo corpus declares only its manifest; a real corpus's JSON is a plain input
+        instances=[] if IS_DEMO else instances_json(SPLITS["test"]),
+        retrieval=f"{RESULTS}/train/retrieval.json",
+    output:
+        pairs=f"{SCORES}/pair_scores.csv",
+        excluded=f"{SCORES}/excluded_pairs.csv",
+        categories=report(
+            f"{SCORES}/category_scores.csv",
+            caption="../report/scores_categories.rst",
+            category="Scores",
+        ),
+        confusion=[f"{SCORES}/confusion_{name}.csv" for name in SCORE_NAMES],
+        confusion_counts=f"{SCORES}/confusion_counts.csv",
+        summary=report(
+            f"{SCORES}/summary.json",
+            caption="../report/scores_summary.rst",
+            category="Scores",
+        ),
+    params:
+        instances=instances_json(SPLITS["test"]),
+        settings=as_json(config["scores"]),
+        max_frames=config["frames"]["max"],
+        hop_s=config["frames"]["hop_s"],
+        out_dir=lambda w, output: str(Path(output.summary).parent),
+        code=code_version("scores", "alignment_scores", "masks", "tensor_io", "score_aggregates"),
+    threads: 8
+    log:
+        f"{LOGS}/scores/score.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign score --tensors {input.tensors} --pairs {input.pairs} --instances {params.instances}"
+        " --retrieval {input.retrieval} --settings {params.settings} --max-frames {params.max_frames}"
+        " --hop-s {params.hop_s} --workers {threads} --out {params.out_dir} > {log} 2>&1"
+
+
+rule scores:
+    input:
+        rules.score_pairs.output,

@@ -1,1 +1,196 @@
-# testdata rules (see workflow/rules/common.smk for shared paths and helpers)
+# Test-set construction (the original's testdata_setup steps 0 to 6): one rule per step,
+# each passing only its config slice, so a changed setting reruns that step and what follows.
+# Every step also writes a small report under testdata/reports/ that the summary collects.
+
+TESTDATA = f"{RESULTS}/testdata"
+TEST_SPLIT = SPLITS["test"]
+
+
+rule testdata_dataset:
+    input:
+        ready=corpus_ready(TEST_SPLIT),
+        instances=[] if IS_DEMO else instances_json(TEST_SPLIT),
+    output:
+        utterances=f"{TESTDATA}/utterances.csv",
+        words=f"{TESTDATA}/words.csv",
+        report=f"{TESTDATA}/reports/dataset.json",
+    params:
+        source=config["dataset"]["source"],
+        speech_root=speech_root(),
+        alignments=(
+            f"--alignments-root {config['dataset']['alignments_root']}"
+            if config["dataset"]["source"] == "spokencoco"
+            else ""
+        ),
+        instances=instances_json(TEST_SPLIT),
+        split=TEST_SPLIT,
+        out_dir=lambda wildcards, output: str(Path(output.utterances).parent),
+        code=code_version("dataset"),
+    log:
+        f"{LOGS}/testdata/dataset.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign dataset --source {params.source} --speech-root {params.speech_root} {params.alignments}"
+        " --instances {params.instances} --split {params.split} --out-dir {params.out_dir}"
+        " --report {output.report} > {log} 2>&1"
+
+
+rule testdata_frames:
+    input:
+        utterances=rules.testdata_dataset.output.utterances,
+        words=rules.testdata_dataset.output.words,
+    output:
+        frames=f"{TESTDATA}/frames.csv",
+        report=f"{TESTDATA}/reports/frames.json",
+    params:
+        settings=as_json(config["frames"]),
+        code=code_version("frames", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/frames.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign frames --utterances {input.utterances} --words {input.words} --settings {params.settings}"
+        " --out {output.frames} --report {output.report} > {log} 2>&1"
+
+
+rule testdata_nouns:
+    input:
+        frames=rules.testdata_frames.output.frames,
+        tagger=tagger_manifest(),
+    output:
+        nouns=f"{TESTDATA}/nouns.csv",
+        report=f"{TESTDATA}/reports/nouns.json",
+    params:
+        settings=as_json(config["nouns"]),
+        code=code_version("nouns", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/nouns.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign nouns --frames {input.frames} --tagger {input.tagger} --settings {params.settings}"
+        " --out {output.nouns} --report {output.report} > {log} 2>&1"
+
+
+rule testdata_vocab:
+    input:
+        nouns=rules.testdata_nouns.output.nouns,
+        vectors=vectors_file(),
+    output:
+        vocab=f"{TESTDATA}/vocab.csv",
+        report=f"{TESTDATA}/reports/vocab.json",
+    params:
+        settings=as_json(config["vocab"]),
+        code=code_version("vocab", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/vocab.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign vocab --nouns {input.nouns} --vectors {input.vectors} --settings {params.settings}"
+        " --out {output.vocab} --report {output.report} > {log} 2>&1"
+
+
+rule testdata_labels:
+    input:
+        utterances=rules.testdata_dataset.output.utterances,
+    output:
+        labels=f"{TESTDATA}/labels.csv",
+        report=f"{TESTDATA}/reports/labels.json",
+    params:
+        instances=instances_json(TEST_SPLIT),
+        code=code_version("labels", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/labels.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign labels --instances {params.instances} --utterances {input.utterances}"
+        " --out {output.labels} --report {output.report} > {log} 2>&1"
+
+
+rule testdata_similarities:
+    input:
+        vocab=rules.testdata_vocab.output.vocab,
+        labels=rules.testdata_labels.output.labels,
+        vectors=vectors_file(),
+    output:
+        similarities=f"{TESTDATA}/similarities.csv",
+        report=f"{TESTDATA}/reports/similarities.json",
+    params:
+        code=code_version("similarities", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/similarities.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign similarities compute --vocab {input.vocab} --labels {input.labels} --vectors {input.vectors}"
+        " --out {output.similarities} --report {output.report} > {log} 2>&1"
+
+
+rule testdata_histogram:
+    input:
+        similarities=rules.testdata_similarities.output.similarities,
+    output:
+        f"{TESTDATA}/similarities.png",
+    params:
+        threshold=config["match"]["threshold"],
+        vectors=config["word_vectors"]["source"],
+        code=code_version("similarities", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/histogram.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign similarities histogram --similarities {input.similarities} --threshold {params.threshold}"
+        " --vectors-name {params.vectors} --out {output} > {log} 2>&1"
+
+
+rule testdata_pairs:
+    input:
+        similarities=rules.testdata_similarities.output.similarities,
+        vocab=rules.testdata_vocab.output.vocab,
+        utterances=rules.testdata_dataset.output.utterances,
+    output:
+        pairs=f"{TESTDATA}/pairs.csv",
+        report=f"{TESTDATA}/reports/pairs.json",
+    params:
+        settings=as_json(config["match"]),
+        code=code_version("pairs", "similarities", "testdata_io"),
+    log:
+        f"{LOGS}/testdata/pairs.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign pairs --similarities {input.similarities} --vocab {input.vocab} --utterances {input.utterances}"
+        " --settings {params.settings} --out {output.pairs} --report {output.report} > {log} 2>&1"
+
+
+rule testdata_summary:
+    input:
+        pairs=rules.testdata_pairs.output.pairs,
+        reports=[f"{TESTDATA}/reports/{step}.json" for step in
+                 ("dataset", "frames", "nouns", "vocab", "labels", "similarities", "pairs")],
+    output:
+        json=f"{TESTDATA}/summary.json",
+        md=f"{TESTDATA}/summary.md",
+    params:
+        reports=lambda wildcards, input: str(Path(input.reports[0]).parent),
+        code=code_version("testdata_summary"),
+    log:
+        f"{LOGS}/testdata/summary.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign testdata-summary --reports {params.reports} --pairs {input.pairs}"
+        " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
+
+
+rule testdata:
+    input:
+        rules.testdata_pairs.output.pairs,
+        rules.testdata_histogram.output,
+        rules.testdata_summary.output.json,
+        rules.testdata_summary.output.md,

@@ -1,1 +1,78 @@
-# train rules (see workflow/rules/common.smk for shared paths and helpers)
+# Model training and the alignment-tensor dump (see workflow/rules/common.smk for shared
+# paths and helpers; FEATURE_SHARDS comes from workflow/rules/features.smk).
+# Training writes its per-epoch state to {RESULTS}/train/state/ as well, which is not a
+# declared output: the workflow does not delete it when a run is interrupted, so with
+# train.resume: true the rerun continues after the last completed epoch.
+
+TRAIN = f"{RESULTS}/train"
+
+
+rule train_model:
+    input:
+        train_audio=FEATURE_SHARDS[("audio", SPLITS["train"])],
+        train_visual=FEATURE_SHARDS[("visual", SPLITS["train"])],
+        val_audio=FEATURE_SHARDS[("audio", SPLITS["val"])],
+        val_visual=FEATURE_SHARDS[("visual", SPLITS["val"])],
+    output:
+        best=f"{TRAIN}/checkpoint_best.pt",
+        last=f"{TRAIN}/checkpoint_last.pt",
+        history=f"{TRAIN}/history.csv",
+        curves=f"{TRAIN}/curves.png",
+        retrieval=f"{TRAIN}/retrieval.json",
+    params:
+        model=as_json(config["model"]),
+        train=as_json(config["train"]),
+        frames=as_json(config["frames"]),
+        train_split=SPLITS["train"],
+        val_split=SPLITS["val"],
+        out_dir=lambda w, output: str(Path(output.best).parent),
+        code=code_version("train", "train_data", "models", "losses", "retrieval"),
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/train/train.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign train --train-audio {input.train_audio} --train-visual {input.train_visual}"
+        " --val-audio {input.val_audio} --val-visual {input.val_visual}"
+        " --train-split {params.train_split} --val-split {params.val_split}"
+        " --model {params.model} --train {params.train} --frames {params.frames}"
+        " --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule tensors_dump:
+    input:
+        checkpoint=rules.train_model.output.best,
+        pairs=f"{RESULTS}/testdata/pairs.csv",
+        audio=FEATURE_SHARDS[("audio", SPLITS["test"])],
+        visual=FEATURE_SHARDS[("visual", SPLITS["test"])],
+    output:
+        f"{RESULTS}/tensors/tensors.h5",
+    params:
+        model=as_json(config["model"]),
+        frames=as_json(config["frames"]),
+        device=config["train"]["device"],
+        code=code_version("tensors", "train", "train_data", "models"),
+    threads: 4
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/tensors/tensors.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign tensors --checkpoint {input.checkpoint} --pairs {input.pairs}"
+        " --audio {input.audio} --visual {input.visual} --model {params.model} --frames {params.frames}"
+        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        rules.train_model.output,
+
+
+rule tensors:
+    input:
+        rules.tensors_dump.output,
