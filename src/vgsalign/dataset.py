@@ -24,8 +24,6 @@ Outputs: `utterances.csv`, `words.csv` (formats in docs/formats.md), `reports/da
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
 import re
@@ -38,6 +36,7 @@ from tqdm import tqdm
 
 from .atomic import write_csv, write_json
 from .errors import InputError
+from .testdata_io import open_coco
 
 # timecode kinds inside a word: they do not end it
 WITHIN_WORD_KINDS = frozenset({"SYL", "PHO"})
@@ -288,15 +287,7 @@ def read_spokencoco(speech_root: Path, alignments_root: Path, split: str, image_
 # --------------------------------------------------------------------------- COCO
 
 def coco_image_ids(instances_json: Path) -> set[int]:
-    from pycocotools.coco import COCO
-
-    if not instances_json.is_file():
-        raise InputError(instances_json, "instances file not found")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco = COCO(str(instances_json))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
-        raise InputError(instances_json, f"not a COCO instances file ({type(err).__name__}: {err})") from None
+    coco = open_coco(instances_json)
     return {int(i) for i in coco.getImgIds()}
 
 

@@ -12,9 +12,6 @@ Output `labels.csv`: image_id, category_id, category, supercategory, n_instances
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import re
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import pandas as pd
 
 from .atomic import write_csv, write_json
 from .errors import InputError
-from .testdata_io import read_table
+from .testdata_io import open_coco, read_table
 
 LABEL_COLUMNS = ["image_id", "category_id", "category", "supercategory", "n_instances", "label_tokens"]
 
@@ -33,15 +30,7 @@ def label_tokens(name: str) -> list[str]:
 
 
 def load_coco(instances_json: Path):
-    from pycocotools.coco import COCO
-
-    if not instances_json.is_file():
-        raise InputError(instances_json, "instances file not found")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco = COCO(str(instances_json))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
-        raise InputError(instances_json, f"not a COCO instances file ({type(err).__name__}: {err})") from None
+    coco = open_coco(instances_json)
     for ann in coco.dataset.get("annotations", []):
         if ann.get("category_id") not in coco.cats:
             raise InputError(instances_json, f"annotation {ann.get('id')} has category_id {ann.get('category_id')!r}, "
