@@ -3,13 +3,15 @@
     python benchmarks/bench_train.py [--steps 4] [--batch-size 64] [--channels 112] [--grid 14]
                                      [--demo-epoch] [--gpu-steps 30]
 
-Default model sizes (config.yaml), inputs 512 frames x 40 mels and a 14 x 14 grid (112
+Both model sizes: the original's (ModelSettings defaults, config/original_model.yaml) and
+config.yaml's demo sizes; inputs 512 frames x 40 mels and a 14 x 14 grid (112
 channels: EfficientNet-Lite0 stage 5; 512 for VGG16). On the CPU a few optimiser steps
 are timed; with CUDA the same at bf16 autocast with the data resident on the GPU, with
 GPU utilisation sampled through nvidia-smi while the steps run. The loader is timed on
 its own (gathering batches, host -> device copies where there is a GPU).
---demo-epoch also times one full epoch + validation on synthetic data of the demo
-corpus's shape (480 train images x 5 captions, 120 validation images x 5).
+--demo-epoch also times one full epoch + validation with config.yaml's model and train
+settings on synthetic data of the demo corpus's shape (240 train images x 5 captions, 60
+validation images x 5).
 Target: >= 3,000 samples/s for CNNatt on one H100 with the loader keeping up.
 """
 
@@ -27,11 +29,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import yaml  # noqa: E402
+
 from vgsalign.models import InputShape, ModelSettings, build_model  # noqa: E402
 from vgsalign.train import TrainSettings, autocast, batch_loss, train_one_epoch, evaluate, eval_set  # noqa: E402
 from vgsalign.train_data import BatchSource, SplitData  # noqa: E402
 
 TARGET = 3000.0
+CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+
+
+def model_sizes(arch: str) -> dict[str, ModelSettings]:
+    """The original sizes (dataclass defaults) and config.yaml's (the demo's)."""
+    demo = yaml.safe_load(CONFIG.read_text())["model"]
+    return {"original": ModelSettings(arch=arch), "demo config": ModelSettings(**{**demo, "arch": arch})}
 
 
 def synthetic_split(n_images: int, captions: int, shape: InputShape, seed: int = 0) -> SplitData:
@@ -78,10 +89,10 @@ class GpuUtilisation:
         return f"{np.mean(self.samples):.0f}% mean ({len(self.samples)} samples)" if self.samples else "n/a"
 
 
-def time_steps(arch: str, shape: InputShape, data: SplitData, device: torch.device, steps: int, batch_size: int,
-               loss: str = "triplet_random", warmup: int = 2) -> float:
+def time_steps(model_settings: ModelSettings, shape: InputShape, data: SplitData, device: torch.device, steps: int,
+               batch_size: int, loss: str = "triplet_random", warmup: int = 2) -> float:
     torch.manual_seed(0)
-    model = build_model(ModelSettings(arch=arch), shape).to(device)
+    model = build_model(model_settings, shape).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     settings = TrainSettings(loss=loss, batch_size=batch_size)
     source = BatchSource(data, device)
@@ -118,19 +129,21 @@ def time_loader(data: SplitData, device: torch.device, batch_size: int, n_batche
     return n_batches * batch_size / (time.perf_counter() - start), source.mode
 
 
-def demo_epoch(shape: InputShape, device: torch.device, batch_size: int) -> None:
-    train = synthetic_split(480, 5, shape)
-    val = synthetic_split(120, 5, shape, seed=1)
+def demo_epoch(shape: InputShape, device: torch.device) -> None:
+    train = synthetic_split(240, 5, shape)
+    val = synthetic_split(60, 5, shape, seed=1)
+    train_config = yaml.safe_load(CONFIG.read_text())["train"]
+    settings = TrainSettings(**{**train_config, "resume": False})
     for arch in ("cnnatt", "matchmap"):
         torch.manual_seed(0)
-        model = build_model(ModelSettings(arch=arch), shape).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        settings = TrainSettings(batch_size=batch_size, pool_trials=100)
+        model = build_model(model_sizes(arch)["demo config"], shape).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
         _, n, seconds = train_one_epoch(model, None, opt, BatchSource(train, device), train, settings, 1, device)
         t0 = time.perf_counter()
         evaluate(model, None, BatchSource(val, device), val, eval_set(val, 1000, 0), settings, device, 1)
-        print(f"  demo-shaped epoch, {arch:8s}: train {n} captions in {seconds:.1f} s ({n / seconds:.1f} samples/s), "
-              f"validation 600 x 120 in {time.perf_counter() - t0:.1f} s")
+        print(f"  demo-shaped epoch, {arch:8s} (demo config): train {n} captions in {seconds:.1f} s "
+              f"({n / seconds:.1f} samples/s), validation {val.n_captions} x {len(val.image_ids)} "
+              f"in {time.perf_counter() - t0:.1f} s")
 
 
 def main() -> int:
@@ -144,17 +157,19 @@ def main() -> int:
     p.add_argument("--demo-epoch", action="store_true")
     args = p.parse_args()
     shape = InputShape(frames=512, n_mels=40, grid_h=args.grid, grid_w=args.grid, channels=args.channels)
-    print(f"input: logmel 512 x 40, visual {args.grid} x {args.grid} x {args.channels}; default model sizes; "
+    print(f"input: logmel 512 x 40, visual {args.grid} x {args.grid} x {args.channels}; GPU: original sizes; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     cpu = torch.device("cpu")
     data = synthetic_split(64, 5, shape)
     for arch in ("cnnatt", "matchmap"):
-        rate = time_steps(arch, shape, data, cpu, args.steps, args.batch_size, warmup=1)
-        print(f"CPU  {arch:8s} training: {rate:8.1f} samples/s (batch {args.batch_size}, {args.steps} steps)")
+        for size, model_settings in model_sizes(arch).items():
+            rate = time_steps(model_settings, shape, data, cpu, args.steps, args.batch_size, warmup=1)
+            print(f"CPU  {arch:8s} {size:11s} training: {rate:8.1f} samples/s "
+                  f"(batch {args.batch_size}, {args.steps} steps)")
     rate, mode = time_loader(data, cpu, args.batch_size)
     print(f"CPU  loader ({mode}): {rate:,.0f} samples/s")
     if args.demo_epoch:
-        demo_epoch(shape, cpu, args.batch_size)
+        demo_epoch(shape, cpu)
     if not torch.cuda.is_available():
         print(f"no GPU here: the GPU figures (target >= {TARGET:,.0f} samples/s for CNNatt on one H100) need CUDA")
         return 0
@@ -165,7 +180,8 @@ def main() -> int:
     for arch in ("cnnatt", "matchmap"):
         for loss in ("triplet_random", "triplet_hardest"):
             with GpuUtilisation() as util:
-                rate = time_steps(arch, shape, gdata, gpu, args.gpu_steps, args.gpu_batch_size, loss=loss, warmup=5)
+                rate = time_steps(ModelSettings(arch=arch), shape, gdata, gpu, args.gpu_steps, args.gpu_batch_size,
+                                  loss=loss, warmup=5)
             verdict = "" if arch != "cnnatt" else ("  (meets the target)" if rate >= TARGET else "  (below the target)")
             print(f"GPU  {arch:8s} {loss:15s}: {rate:8.0f} samples/s (batch {args.gpu_batch_size}); "
                   f"GPU utilisation {util.summary()}{verdict}")
@@ -179,7 +195,7 @@ def main() -> int:
         torch.cuda.synchronize()
         print(f"GPU  loader ({source.mode}): {40 * args.gpu_batch_size / (time.perf_counter() - start):,.0f} samples/s")
     if args.demo_epoch:
-        demo_epoch(shape, gpu, args.batch_size)
+        demo_epoch(shape, gpu)
     return 0
 
 

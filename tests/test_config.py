@@ -83,3 +83,19 @@ def test_check_config_cli(repo_root, tmp_path, default_config):
     proc = subprocess.run(["vgsalign", "check-config", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "vocab.policy = 'keep': expected one of 'drop_utterance', 'drop_word'" in proc.stderr
+
+
+def test_original_model_overlay_is_valid_and_matches_the_model_defaults(default_config, schema, repo_root):
+    """config/original_model.yaml layered over config.yaml gives the DESIGN sizes, which are
+    also the defaults of ModelSettings / TrainSettings (so code and overlay cannot drift)."""
+    from vgsalign.models import ModelSettings
+    from vgsalign.train import TrainSettings
+
+    overlay = yaml.safe_load((repo_root / "config/original_model.yaml").read_text())
+    merged = {**default_config, **{k: {**default_config[k], **v} for k, v in overlay.items()}}
+    validate_config(merged, schema)
+    for key, value in overlay["model"].items():
+        assert getattr(ModelSettings(), key) == value, key
+    for key, value in overlay["train"].items():
+        assert getattr(TrainSettings(), key) == value, key
+    assert merged["model"]["embed_dim"] == 512 and merged["model"]["dropout"] == 0.3

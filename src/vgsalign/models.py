@@ -11,7 +11,8 @@ Both share the interface the training loop and the tensor dump use:
 Encoding is separable (each branch sees one modality), so a retrieval over N captions
 and M images encodes each item once and only the cheap cross-modal part runs N x M times.
 
-CNNatt (Khorrami & Räsänen 2021). Audio: five 1-D convolutions, each followed by ReLU,
+CNNatt (Khorrami & Räsänen 2021). Audio: batch norm over the mel bands (our addition: the
+dB input is far from zero mean and unit scale), then five 1-D convolutions, each followed by ReLU,
 dropout and batch norm, with a max-pool (size 3, stride 2) after the 2nd, 3rd and 4th,
 so 512 input frames become T = 64. Visual: batch norm, 3x3 convolution to D (linear),
 dropout, batch norm, flattened to P = H*W vectors. Cross-modal attention, as in the
@@ -101,11 +102,13 @@ class InputShape:
 
 
 class AudioBranch(nn.Module):
-    """Five 1-D convolutions (conv, ReLU, dropout, batch norm), max-pools after 2nd-4th."""
+    """Batch norm on the input, five 1-D convolutions (conv, ReLU, dropout, batch norm), max-pools after 2nd-4th."""
 
     def __init__(self, n_mels: int, channels: list[int], kernels: list[int], dropout: float):
         super().__init__()
-        layers: list[nn.Module] = []
+        # log-mel input spans about -100 to +5 dB with padding at 0 dB: normalising each
+        # band first (as the visual branch does its channels) lets Adam train at a useful lr
+        layers: list[nn.Module] = [nn.BatchNorm1d(n_mels)]
         in_ch = n_mels
         for index, (out_ch, kernel) in enumerate(zip(channels, kernels)):
             layers += [
