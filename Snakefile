@@ -1,6 +1,7 @@
 # vgsalign: from spoken captions and images to word-object alignment scores.
-# Main job: `snakemake --cores 8 scores`. Targets: demo_corpus, resources, testdata,
-# features, train, tensors, scores, report (rule all = scores; the HTML report is not built yet).
+# Main job: `snakemake --cores 8 report` (results/<name>/report.html). Targets: demo_corpus,
+# resources, testdata, features, train, tensors, scores, report (rule all = report).
+# Snakemake's own report of the marked figures: `snakemake --report report.zip` after a run.
 
 from snakemake.utils import min_version
 
@@ -22,5 +23,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        rules.scores.input,
+        rules.report.input,
     default_target: True

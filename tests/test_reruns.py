@@ -23,8 +23,8 @@ from slurm_helpers import ROOT, jobs_planned, output_of, run_env, tiny_demo_conf
 
 pytestmark = pytest.mark.slow
 
-# every stage target up to the scores (testdata adds the histogram and summary of the test set)
-TARGETS = ("testdata", "scores")
+# every stage target up to the report (testdata adds the histogram and summary of the test set)
+TARGETS = ("testdata", "scores", "report")
 
 
 def rule_bodies(workflow: Path) -> dict[str, tuple[str, str]]:
@@ -37,12 +37,14 @@ def rule_bodies(workflow: Path) -> dict[str, tuple[str, str]]:
     return rules
 
 
-def working_rules(planned: dict[str, int], workflow: Path) -> dict[str, int]:
+def working_rules(planned: dict[str, int], workflow: Path, with_report: bool = False) -> dict[str, int]:
     """Planned jobs that do work: without target rules that only collect files (no shell),
-    and without the report's rules (the report reads everything; checked elsewhere)."""
+    and without the report's rules unless asked for (the report reads everything, so it
+    follows every change; test_the_report_follows_every_stage checks that)."""
     bodies = rule_bodies(workflow)
     return {rule: n for rule, n in planned.items()
-            if rule in bodies and bodies[rule][0] != "report" and re.search(r"^\s+(shell|run|script):", bodies[rule][1], re.M)}
+            if rule in bodies and (with_report or bodies[rule][0] != "report")
+            and re.search(r"^\s+(shell|run|script):", bodies[rule][1], re.M)}
 
 
 class Workflow:
@@ -77,7 +79,7 @@ class Workflow:
         self.snakemake("--touch", "--forceall", *TARGETS)
         return outputs
 
-    def planned_with(self, section: str, key: str, value, **also) -> dict[str, int]:
+    def planned_with(self, section: str, key: str, value, with_report: bool = False, **also) -> dict[str, int]:
         """Working jobs of a dry run with config[section][key] = value (and other keys of
         the same section from `also`)."""
         config = yaml.safe_load(self.config.read_text())
@@ -85,7 +87,7 @@ class Workflow:
         config[section].update({key: value, **also})
         changed = self.config.with_name(f"changed_{section}_{key}.yaml")
         changed.write_text(yaml.safe_dump(config))
-        return working_rules(jobs_planned(self.snakemake("-n", *TARGETS, config=changed)), self.tree)
+        return working_rules(jobs_planned(self.snakemake("-n", *TARGETS, config=changed)), self.tree, with_report)
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +123,34 @@ def test_a_changed_setting_reruns_its_stage_and_what_follows(workflow, change):
     assert workflow.planned_with(*change, **also) == CHANGES[change]
 
 
+# the report: its own settings rerun only the report; any stage that reruns reruns it too
+REPORT_CHANGES = {
+    ("report", "n_examples", 3): {"report_html": 1},
+    ("report", "seed", 5): {"report_html": 1},
+    ("scores", "softmax", "none"): {"score_pairs": 1, "report_html": 1},
+    ("train", "loss", "infonce"): {"train_model": 1, "tensors_dump": 1, "score_pairs": 1, "report_html": 1},
+}
+
+
+@pytest.mark.parametrize("change", list(REPORT_CHANGES), ids=lambda c: f"{c[0]}.{c[1]}")
+def test_the_report_follows_every_stage(workflow, change):
+    assert workflow.planned_with(*change, with_report=True) == REPORT_CHANGES[change]
+
+
+def test_an_edited_report_module_reruns_only_the_report(workflow):
+    path = workflow.tree / "src/vgsalign/report_figures.py"
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# an edit\n")
+        proc = workflow.snakemake("-n", *TARGETS)
+        assert working_rules(jobs_planned(proc), workflow.tree, with_report=True) == {"report_html": 1}
+    finally:
+        path.write_text(original)
+
+
 def test_settings_that_change_no_number_rerun_nothing(workflow):
     # decoding workers and batch size of the image CNN only change speed
-    assert workflow.planned_with("visual", "num_workers", 3) == {}
+    assert workflow.planned_with("visual", "num_workers", 3, with_report=True) == {}
 
 
 @pytest.mark.parametrize("module, expected", [

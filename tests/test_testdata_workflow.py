@@ -4,7 +4,6 @@ ground truth, and which steps a changed setting reruns."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

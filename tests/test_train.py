@@ -99,6 +99,7 @@ def test_run_writes_outputs_and_learns(splits, tmp_path, loss):
     assert (hist["samples_per_s"] > 0).all() and (hist["pool_size"] == 16).all()
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
     saved = json.loads((tmp_path / "retrieval.json").read_text())
+    assert saved["best_epoch"] == summary["best_epoch"]
     assert saved["n_images"] == 16 and saved["pooled_r10"]["pool_size"] == 16
     assert saved["chance"]["image_retrieval_from_captions"]["r10"] == pytest.approx(10 / 16)
     best = hist.loc[hist["epoch"] == saved["best_epoch"]].iloc[0]

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -13,6 +14,19 @@ from .errors import InputError
 
 TEXT_COLUMNS = ("utt_id", "word", "category", "supercategory", "tag", "wav", "split", "speaker", "text",
                 "status", "label_tokens", "tokens_used", "tokens_missing")
+
+
+def table_header(path: str | Path, required: Sequence[str] = ()) -> pd.Index:
+    """The columns of a CSV table, checked without reading its rows: a missing file or a
+    missing required column is an InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "table not found")
+    header = pd.read_csv(path, nrows=0).columns
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(path, f"missing column(s) {missing}")
+    return header
 
 
 def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -1,1 +1,119 @@
-# report rules (see workflow/rules/common.smk for shared paths and helpers)
+# The run's report (see workflow/rules/common.smk for shared paths and helpers): one
+# self-contained HTML page, results/<name>/report.html, and each of its figures as a PNG
+# under results/<name>/report/, marked with report() for `snakemake --report`.
+# The rule reads the results of every stage; its params carry exactly the config slices
+# the page shows (and the report's own), so a changed report.n_examples reruns only this
+# rule, and any stage that reruns reruns it too. SCORE_NAMES comes from scores.smk,
+# FEATURE_SHARDS and VISUAL_SETTINGS from features.smk.
+
+REPORT = f"{RESULTS}/report"
+REPORT_EXAMPLES = [f"{REPORT}/example_{k:02d}.png" for k in range(1, config["report"]["n_examples"] + 1)]
+# the settings shown on the page: what decides its numbers (speed-only settings left out, as in features.smk)
+REPORT_RUN_CONFIG = {
+    "dataset": config["dataset"],
+    "word_vectors": config["word_vectors"],
+    "nouns": config["nouns"],
+    "vocab": config["vocab"],
+    "match": config["match"],
+    "frames": config["frames"],
+    "audio": config["audio"],
+    "visual": VISUAL_SETTINGS,
+    "model": config["model"],
+    "train": config["train"],
+    "scores": config["scores"],
+    "report": config["report"],
+}
+# every split's visual shards the model met (train, val) or was tested on, each once
+REPORT_VISUAL_SHARDS = sorted({path for split in USED_SPLITS for path in FEATURE_SHARDS[("visual", split)]})
+
+
+rule report_html:
+    input:
+        testdata_summary=rules.testdata_summary.output.json,
+        similarities=rules.testdata_similarities.output.similarities,
+        pairs=rules.testdata_pairs.output.pairs,
+        words=rules.testdata_dataset.output.words,
+        history=rules.train_model.output.history,
+        retrieval=rules.train_model.output.retrieval,
+        score_summary=rules.score_pairs.output.summary,
+        score_tables=[
+            rules.score_pairs.output.pairs,
+            rules.score_pairs.output.excluded,
+            rules.score_pairs.output.categories,
+            rules.score_pairs.output.confusion_counts,
+            *rules.score_pairs.output.confusion,
+        ],
+        tensors=rules.tensors_dump.output[0],
+        audio=FEATURE_SHARDS[("audio", SPLITS["test"])],
+        visual=REPORT_VISUAL_SHARDS,
+        ready=corpus_ready(SPLITS["test"]),
+        # the demo corpus declares only its manifest; a real corpus's JSON is a plain input
+        instances=[] if IS_DEMO else instances_json(SPLITS["test"]),
+    output:
+        html=f"{RESULTS}/report.html",
+        similarities=report(
+            f"{REPORT}/similarities.png",
+            caption="../report/report_similarities.rst",
+            category="Test set",
+        ),
+        training=report(
+            f"{REPORT}/training.png",
+            caption="../report/report_training.rst",
+            category="Training",
+        ),
+        categories=[
+            report(
+                f"{REPORT}/category_{name}.png",
+                caption="../report/report_categories.rst",
+                category="Scores per category",
+            )
+            for name in SCORE_NAMES
+        ],
+        confusion=[
+            report(
+                f"{REPORT}/confusion_{name}.png",
+                caption="../report/report_confusion.rst",
+                category="Confusions",
+            )
+            for name in SCORE_NAMES
+        ],
+        examples=[
+            report(path, caption="../report/report_examples.rst", category="Alignment examples")
+            for path in REPORT_EXAMPLES
+        ],
+    params:
+        settings=as_json(config["report"]),
+        threshold=config["match"]["threshold"],
+        run_config=as_json(REPORT_RUN_CONFIG),
+        testdata=lambda w, input: str(Path(input.testdata_summary).parent),
+        train=lambda w, input: str(Path(input.history).parent),
+        scores=lambda w, input: str(Path(input.score_summary).parent),
+        instances=instances_json(SPLITS["test"]),
+        images=f"{coco_root()}/images/{SPLITS['test']}",
+        figures=lambda w, output: str(Path(output.similarities).parent),
+        code=code_version(
+            "report",
+            "report_figures",
+            "report_examples",
+            "alignment_scores",
+            "masks",
+            "similarities",
+            "shards",
+            "tensor_io",
+            "testdata_io",
+        ),
+    log:
+        f"{LOGS}/report/report.log",
+    conda:
+        "../../envs/vgsalign.yaml"
+    shell:
+        "vgsalign report --testdata {params.testdata} --train {params.train} --scores {params.scores}"
+        " --tensors {input.tensors} --instances {params.instances} --images {params.images}"
+        " --audio {input.audio} --visual {input.visual} --threshold {params.threshold}"
+        " --settings {params.settings} --run-config {params.run_config}"
+        " --figures {params.figures} --out {output.html} > {log} 2>&1"
+
+
+rule report:
+    input:
+        rules.report_html.output,

@@ -1,0 +1,103 @@
+"""Benchmark of `vgsalign report`: a run with 80 categories and 200,000 pairs.
+
+Builds a synthetic results folder in the pipeline's layout (tests/report_helpers.py:
+images with objects of the 80 COCO categories, captions, pairs, similarities, training
+history, audio and visual shards, alignment tensors, and the scores of the real scorer
+on them; tensors and log-mel rows are written for every 50th utterance only, the others
+read as zeros), then times `vgsalign report` end to end as a command (start-up, reading
+every table, 14 figures plus the alignment examples, the HTML) and reports its peak
+resident memory. Target: under 60 s on 2 cores.
+
+    python benchmarks/bench_report.py [--pairs 200000] [--categories 80] [--n-examples 6] [--keep DIR]
+
+Building the inputs scores the 200,000 pairs once (a few minutes on 2 cores); with
+--keep DIR they are kept and reused by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from report_helpers import SyntheticRun, make_run  # noqa: E402
+
+TARGET_SECONDS = 60.0
+PAIRS_PER_CAPTION = 5
+CAPTIONS_PER_IMAGE = 100
+
+
+def build_inputs(folder: Path, n_pairs: int, n_categories: int, workers: int) -> SyntheticRun:
+    marker = folder / f"inputs_{n_pairs}_{n_categories}.json"
+    if marker.exists():
+        saved = json.loads(marker.read_text())
+        return SyntheticRun(root=Path(saved["root"]), results=Path(saved["results"]), instances=Path(saved["instances"]),
+                            images=Path(saved["images"]), audio=[Path(p) for p in saved["audio"]],
+                            visual=[Path(p) for p in saved["visual"]])
+    n_images = math.ceil(n_pairs / (PAIRS_PER_CAPTION * CAPTIONS_PER_IMAGE))
+    run = make_run(folder, name="bench", n_categories=n_categories, n_images=n_images,
+                   captions_per_image=CAPTIONS_PER_IMAGE, pairs_per_caption=PAIRS_PER_CAPTION, bootstrap=1000,
+                   workers=workers, n_unscorable=5, dense_every=50, epochs=15, n_val_images=1000)
+    marker.write_text(json.dumps({"root": str(run.root), "results": str(run.results), "instances": str(run.instances),
+                                  "images": str(run.images), "audio": list(map(str, run.audio)),
+                                  "visual": list(map(str, run.visual))}))
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=200_000)
+    parser.add_argument("--categories", type=int, default=80)
+    parser.add_argument("--n-examples", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="scoring processes while building inputs")
+    parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
+    args = parser.parse_args(argv)
+
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_report_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    run = build_inputs(folder, args.pairs, args.categories, args.workers)
+    made = time.perf_counter() - start
+    summary = json.loads((run.results / "scores/summary.json").read_text())
+    counts = summary["counts"]
+    print(f"inputs: {counts['pairs_in_table']:,} pairs ({counts['pairs_scored']:,} scored), "
+          f"{counts['categories_scored']} categories, {counts['utterances_scored']:,} utterances, "
+          f"{counts['images_scored']:,} images; ready in {made:.1f} s")
+
+    out = folder / "report.html"
+    command = [sys.executable, "-m", "vgsalign.cli", "report",
+               *run.report_args(out, folder / "figures", n_examples=args.n_examples)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return 1
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"vgsalign report ({os.cpu_count()} cores, {args.n_examples} examples):")
+    print(f"   wall time                 {wall:8.1f} s   (target < {TARGET_SECONDS:.0f} s: "
+          f"{'met' if wall < TARGET_SECONDS else 'NOT met'})")
+    print(f"   peak resident memory      {peak_mb:8.0f} MB")
+    print(f"   page                      {out.stat().st_size / 1e6:8.1f} MB, "
+          f"{len(list((folder / 'figures').glob('*.png')))} figures")
+    for line in proc.stderr.strip().splitlines()[-8:]:
+        print(f"   | {line}")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
