@@ -7,6 +7,7 @@ Bad input (InputError) becomes one line on stderr naming the file and the proble
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable
 
@@ -32,6 +33,25 @@ COMMANDS: dict[str, str] = {
     "score": "scores",
     "report": "report",
 }
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a SLURM allocation, taskset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def set_torch_threads(requested: int) -> int:
+    """torch's CPU threads: the request capped at the usable CPUs, since `--cores 8` on a
+    2-core machine would ask for 8 and oversubscribed threads slow training by a third;
+    0 keeps torch's default. Returns the number set."""
+    import torch
+
+    if requested > 0:
+        torch.set_num_threads(max(1, min(requested, usable_cpus())))
+    return torch.get_num_threads()
 
 
 def run_main(name: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .backbones import BackboneSpec, load_backbone, normalise
+from .cli import set_torch_threads
 from .errors import InputError
 from .settings import settings_from_json
 from .shards import ShardingSettings, handle_problems, write_shard
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.dtype not in ("float32", "float16"):
         raise InputError("visual.dtype", f"{settings.dtype!r}: expected float32 or float16")
     sharding = settings_from_json(ShardingSettings, args.sharding, "--sharding")
-    torch.set_num_threads(max(1, args.threads))
+    set_torch_threads(max(1, args.threads))
     loaded = load_backbone(settings.backbone, settings.weights, settings.allow_random_weights)
     if loaded.random_weights:
         print(f"WARNING: {settings.backbone} runs with RANDOM weights (visual.allow_random_weights); "

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path
+from .cli import set_torch_threads
 from .errors import InputError
 from .models import ModelSettings
 from .settings import settings_from_json
@@ -152,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="the model config slice as JSON")
     p.add_argument("--frames", required=True, help="the frames config slice as JSON")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch, at most the CPUs this process may use (0: torch's default)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     n = dump_tensors(
         args.checkpoint, args.pairs, args.audio, args.visual,
         settings_from_json(ModelSettings, args.model, "--model"), settings_from_json(FrameSettings, args.frames, "--frames"),

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path, write_csv, write_json
+from .cli import set_torch_threads
 from .errors import InputError
 from .losses import LOSSES, InfoNCE, draw_impostors, infonce, triplet_hardest, triplet_random
 from .models import InputShape, ModelSettings, VGSModel, build_model
@@ -456,15 +457,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="the model config slice as JSON")
     p.add_argument("--train", dest="train_settings", required=True, help="the train config slice as JSON")
     p.add_argument("--frames", required=True, help="the frames config slice as JSON")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch, at most the CPUs this process may use (0: torch's default)")
     p.add_argument("--out-dir", required=True)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     model_settings = settings_from_json(ModelSettings, args.model, "--model")
     settings = settings_from_json(TrainSettings, args.train_settings, "--train")
     frames = settings_from_json(FrameSettings, args.frames, "--frames")
