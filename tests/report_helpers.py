@@ -7,7 +7,8 @@ tensors, and the test-set funnel by the real `vgsalign.testdata_summary.build`, 
 tables have exactly the pipeline's format. Everything else is drawn here:
 
 - images (JPEG, non-square) with 2-4 rectangular objects of COCO categories, annotated
-  as polygons (every third one as compressed RLE) in an instances JSON;
+  as polygons (every third one as compressed RLE) in an instances JSON, and a crowd
+  region (iscrowd 1, uncompressed RLE) of one of them in a corner;
 - captions of function words and nouns naming objects of the image, with word times,
   padded at the start to 512 input frames (10 ms);
 - alignment tensors (64 x 14 x 14) with noise, plus attention on the named object during
@@ -52,6 +53,14 @@ COCO_CATEGORIES = list(enumerate([
     "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"], start=1))
 COCO_CATEGORIES = [(cid, name) for cid, name in COCO_CATEGORIES if name is not None]
 FILLERS = ["a", "the", "there", "is", "on", "with", "near", "some", "picture", "of", "and", "grass"]
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE (as crowd regions are stored): run lengths in column-major
+    order, starting with a run of zeros."""
+    flat = mask.flatten(order="F").astype(np.int8)
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    return {"size": list(mask.shape), "counts": np.diff(np.concatenate([[0], changes])).tolist()}
 
 
 @dataclass
@@ -119,6 +128,13 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cid, "iscrowd": 0,
                                 "area": float((y1 - y0) * (x1 - x0)), "bbox": [x0, y0, x1 - x0, y1 - y0],
                                 "segmentation": segmentation})
+        # a crowd region (iscrowd 1, COCO's uncompressed RLE) of the first object's category
+        # in the bottom-right corner: drawn by the examples, never scored
+        crowd = np.zeros((h, w), dtype=bool)
+        crowd[h - h // 5:, w - w // 5:] = True
+        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": categories[chosen[0]][0],
+                            "iscrowd": 1, "area": float(crowd.sum()), "bbox": [w - w // 5, h - h // 5, w // 5, h // 5],
+                            "segmentation": uncompressed_rle(crowd)})
         boxes_of[image_id] = boxes
         file_name = f"COCO_{SPLIT}_{image_id:012d}.jpg"
         Image.fromarray(pixels.astype(np.uint8)).save(images_dir / file_name, quality=85)

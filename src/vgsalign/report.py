@@ -592,10 +592,10 @@ def page(title: str, sections: list[tuple[str, str, str]], header: str) -> str:
 
 EXAMPLE_CAPTION = (
     "Left: the image with the share of the word's attention per cell (the AS family's spatial map averaged over "
-    "the word's frames) and the outline of the category's annotated instances (crowd regions, iscrowd 1, are "
-    "not part of the ground truth and are not outlined). Right: the log-mel input, the "
-    "attention of the object's pixels over time (the AS family's temporal map) with the word's span shaded, and "
-    "the words of the caption (grey: padding). Scores from scores/pair_scores.csv."
+    "the word's frames) and the outline of the category's annotated instances; the category's crowd regions "
+    "(iscrowd 1), which are not part of the ground truth and not scored, are outlined in green dashes. Right: "
+    "the log-mel input, the attention of the object's pixels over time (the AS family's temporal map) with the "
+    "word's span shaded, and the words of the caption (grey: padding). Scores from scores/pair_scores.csv."
 )
 
 

@@ -61,6 +61,7 @@ class AlignmentExample:
     similarity: float | None     # word-vector similarity word-category (pairs.csv)
     image: np.ndarray            # (h, w, 3) uint8, the image at its own size
     mask: np.ndarray             # (h, w) bool, the category's non-crowd instances
+    crowd_mask: np.ndarray       # (h, w) bool, the category's crowd regions (iscrowd 1: drawn, never scored)
     spatial_share: np.ndarray    # (H, W) share of the word's attention per cell (sums to 1)
     temporal_share: np.ndarray   # (T,) share of the object's attention per tensor frame (sums to 1)
     frame_edges_s: np.ndarray    # (T + 1,) tensor frame boundaries, seconds after the audio start
@@ -144,12 +145,13 @@ def rows_of_utterances(path: str | os.PathLike, utt_ids: set[str], columns: list
     return pd.concat(parts, ignore_index=True)
 
 
-def _image_annotations(coco, image_id: int) -> ImageAnnotations:
-    """An image's non-crowd segmentations by category: the rule of `masks.load_instances`."""
+def _image_annotations(coco, image_id: int, crowd: bool = False) -> ImageAnnotations:
+    """An image's segmentations by category: the non-crowd ones (the rule of
+    `masks.load_instances`, what is scored) or, with crowd=True, only the crowd regions."""
     info = coco.imgs[image_id]
     image = ImageAnnotations(image_id, int(info["height"]), int(info["width"]))
     for ann in coco.imgToAnns.get(image_id, []):
-        if not int(ann.get("iscrowd", 0)):
+        if bool(int(ann.get("iscrowd", 0))) == crowd:
             image.segmentations.setdefault(int(ann["category_id"]), []).append(ann["segmentation"])
     return image
 
@@ -240,6 +242,7 @@ def load_examples(
                 pair=pair, reason=choice.reason, similarity=similarity,
                 image=_load_image(Path(images_dir) / file_name, annotations.height, annotations.width),
                 mask=category_mask(annotations, category_id),
+                crowd_mask=category_mask(_image_annotations(coco, image_id, crowd=True), category_id),
                 spatial_share=spatial.reshape(grid_h, grid_w),
                 temporal_share=temporal,
                 frame_edges_s=(edges - pad) * hop,

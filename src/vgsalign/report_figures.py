@@ -38,6 +38,7 @@ SCORE_QUESTIONS = {
 }
 MODEL_COLOUR, RANDOM_COLOUR, CHANCE_COLOUR = "#1f5fa8", "#e08a2c", "black"
 WORD_COLOUR, OUTLINE_COLOUR, PADDING_COLOUR = "#16b3c7", "#00e5ff", "#d9d9d9"
+CROWD_COLOUR = "#39ff14"  # lime: apart from the cyan outline and from the inferno heat
 # columns of a confusion table that are not regions
 CONFUSION_META = ("category", "n_pairs", "other_categories", "mode", "softmax", "as_word_normalization")
 
@@ -240,9 +241,16 @@ def alignment_example(example) -> Figure:
     ax_image.imshow(heat, extent=(0, w, h, 0), interpolation="nearest")
     if example.mask.any():
         ax_image.contour(example.mask.astype(np.float32), levels=[0.5], colors=[OUTLINE_COLOUR], linewidths=1.8)
+    legend = f"x (pixels); cyan outline: {category} (annotated)"
+    # crowd regions of the category are shown, dashed, so that attention on them reads as
+    # what it is: on the named thing, but outside the ground truth the scores use
+    if example.crowd_mask.any():
+        ax_image.contour(example.crowd_mask.astype(np.float32), levels=[0.5], colors=[CROWD_COLOUR],
+                         linewidths=1.5, linestyles="dashed")
+        legend += "\ngreen dashes: crowd region (iscrowd 1, not scored)"
     ax_image.set_xlim(0, w)
     ax_image.set_ylim(h, 0)
-    ax_image.set_xlabel(f"x (pixels); cyan outline: {category} (annotated)")
+    ax_image.set_xlabel(legend)
     ax_image.set_ylabel("y (pixels)")
     ax_image.set_title(f"Where: attention while “{word}” is spoken\nAS_object = {pair['as_object']:.3f}  "
                        f"(random {pair['random_as_object']:.3f}, chance {pair['chance_as_object']:.3f})", fontsize=10)
