@@ -34,6 +34,7 @@ import pandas as pd
 from PIL import Image
 from scores_helpers import polygon_rect, rle_of
 
+from vgsalign.demo_scene import uncompressed_rle
 from vgsalign.retrieval import chance_levels
 from vgsalign.scores import ScoreSettings, run_scores
 from vgsalign.testdata_summary import build as build_testdata_summary
@@ -53,14 +54,6 @@ COCO_CATEGORIES = list(enumerate([
     "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"], start=1))
 COCO_CATEGORIES = [(cid, name) for cid, name in COCO_CATEGORIES if name is not None]
 FILLERS = ["a", "the", "there", "is", "on", "with", "near", "some", "picture", "of", "and", "grass"]
-
-
-def uncompressed_rle(mask: np.ndarray) -> dict:
-    """COCO's uncompressed RLE (as crowd regions are stored): run lengths in column-major
-    order, starting with a run of zeros."""
-    flat = mask.flatten(order="F").astype(np.int8)
-    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
-    return {"size": list(mask.shape), "counts": np.diff(np.concatenate([[0], changes])).tolist()}
 
 
 @dataclass

@@ -213,7 +213,8 @@ def test_choose_examples_best_median_worst_then_seeded_random(run):
     assert choose_examples(pairs, 0, seed=0) == []
 
 
-def _examples(run, scores_dir: Path, n: int = 3) -> tuple[list, dict]:
+def _examples(run, scores_dir: Path, n: int = 3, choose=None) -> tuple[list, dict]:
+    """The examples of a run; choose(pair_scores) picks them (default: the report's choice of n)."""
     from vgsalign.report import ReportInputs, read_results
     from vgsalign.report_examples import load_examples
     from vgsalign.testdata_io import open_coco
@@ -222,7 +223,7 @@ def _examples(run, scores_dir: Path, n: int = 3) -> tuple[list, dict]:
                           tensors=run.results / "tensors/tensors.h5", instances=run.instances, images=run.images,
                           audio=run.audio, visual=run.visual)
     results = read_results(inputs)
-    choices = choose_examples(results.pair_scores, n, seed=0)
+    choices = choose(results.pair_scores) if choose else choose_examples(results.pair_scores, n, seed=0)
     examples = load_examples(choices, results.pair_scores, results.scores_summary, inputs.tensors,
                              open_coco(run.instances), run.instances, run.images, run.audio, results.words_csv,
                              results.pairs_csv)
@@ -264,32 +265,28 @@ def test_examples_draw_the_crowd_regions_they_do_not_score(run):
     """A pair whose image has a crowd region of its category: the region is loaded
     (decoded by pycocotools from COCO's uncompressed RLE), drawn dashed and named under
     the image, while the scored mask and the maps stay those of the non-crowd instances."""
-    from vgsalign.report import ReportInputs, read_results
-    from vgsalign.report_examples import ExampleChoice, load_examples
+    from vgsalign.report_examples import ExampleChoice
     from vgsalign.testdata_io import open_coco
 
     coco = open_coco(run.instances)
     crowd_of = {(a["image_id"], a["category_id"]): coco.annToMask(a).astype(bool)
                 for a in coco.dataset["annotations"] if a["iscrowd"]}
-    inputs = ReportInputs(testdata=run.results / "testdata", train=run.results / "train", scores=run.results / "scores",
-                          tensors=run.results / "tensors/tensors.h5", instances=run.instances, images=run.images,
-                          audio=run.audio, visual=run.visual)
-    results = read_results(inputs)
-    pairs = results.pair_scores
-    has_crowd = [(int(i), int(c)) in crowd_of for i, c in zip(pairs["image_id"], pairs["category_id"])]
-    rows = [next(k for k, yes in enumerate(has_crowd) if yes), next(k for k, yes in enumerate(has_crowd) if not yes)]
-    examples = load_examples([ExampleChoice(k, "test") for k in rows], pairs, results.scores_summary, inputs.tensors,
-                             coco, run.instances, run.images, run.audio, results.words_csv, results.pairs_csv)
+
+    def one_with_and_one_without(pairs):
+        has_crowd = [(int(i), int(c)) in crowd_of for i, c in zip(pairs["image_id"], pairs["category_id"])]
+        return [ExampleChoice(has_crowd.index(True), "crowd"), ExampleChoice(has_crowd.index(False), "no crowd")]
+
+    examples, mapping = _examples(run, run.results / "scores", choose=one_with_and_one_without)
     with_crowd, without = examples
     key = (int(with_crowd.pair["image_id"]), int(with_crowd.pair["category_id"]))
     np.testing.assert_array_equal(with_crowd.crowd_mask, crowd_of[key])
     assert with_crowd.crowd_mask.any() and not without.crowd_mask.any()
-    _check_maps_reproduce_the_table(examples, results.scores_summary["inputs"]["time_mapping"])
+    _check_maps_reproduce_the_table(examples, mapping)
 
     fig = alignment_example(with_crowd)
     assert "crowd region (iscrowd 1, not scored)" in fig.axes[0].get_xlabel()
-    dashed = [c for c in fig.axes[0].collections if "dashed" in str(c.get_linestyle()) or
-              any(offset is not None and dashes is not None for offset, dashes in c.get_linestyle())]
+    # a dashed line style is (offset, dash pattern); a solid one has no pattern
+    dashed = [c for c in fig.axes[0].collections if any(dashes for _, dashes in c.get_linestyle())]
     assert dashed, "the crowd region is not drawn"
     assert texts_outside_figure(fig) == []
     assert "crowd" not in alignment_example(without).axes[0].get_xlabel()
