@@ -26,8 +26,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vgsalign import demo_corpus  # noqa: E402
-from vgsalign.demo_corpus import DemoSettings, ImageTask, generate_split, split_image_base, split_seed  # noqa: E402
+from vgsalign.demo import corpus as demo_corpus  # noqa: E402
+from vgsalign.demo.corpus import DemoSettings, ImageTask, generate_split, split_image_base, split_seed  # noqa: E402
 
 
 def cpu_seconds() -> float:

@@ -31,11 +31,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from vgsalign.backbones import load_backbone  # noqa: E402
-from vgsalign.features_visual import extract as extract_visual  # noqa: E402
-from vgsalign.features_visual import pick_device  # noqa: E402
-from vgsalign.features_audio import extract as extract_audio  # noqa: E402
-from vgsalign.logmel import GridSettings, LogMelSettings, load_audio, logmel_torch  # noqa: E402
+from vgsalign.features.backbones import load_backbone  # noqa: E402
+from vgsalign.features.visual import extract as extract_visual  # noqa: E402
+from vgsalign.features.visual import pick_device  # noqa: E402
+from vgsalign.features.audio import extract as extract_audio  # noqa: E402
+from vgsalign.features.logmel import GridSettings, LogMelSettings, load_audio, logmel_torch  # noqa: E402
 
 AUDIO = LogMelSettings(sample_rate=16000, n_mels=40, win_s=0.025, hop_s=0.01, power=2.0, floor=1e-10, n_fft=512)
 

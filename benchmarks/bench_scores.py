@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vgsalign.alignment_scores import (  # noqa: E402
+from vgsalign.scores.alignment import (  # noqa: E402
     SCORE_NAMES, prepare_tensor, reference_frame_bounds, reference_frame_totals, reference_word_weights,
     score_regions,
 )
-from vgsalign.masks import CellGrid  # noqa: E402
-from vgsalign.scores import ScoreSettings, run_scores  # noqa: E402
+from vgsalign.scores.masks import CellGrid  # noqa: E402
+from vgsalign.scores.run import ScoreSettings, run_scores  # noqa: E402
 
 TARGET_RATIO = 100.0
 TARGET_SECONDS = 120.0

@@ -74,7 +74,23 @@ def scale_corpus(source: Path, out: Path, split: str, scale: int) -> tuple[Path,
 def main() -> int:
     import yaml
 
-    from vgsalign import dataset, frames, labels, nouns, pairs, resources, similarities, testdata_summary, vocab
+    from vgsalign.testdata import dataset
+
+    from vgsalign.testdata import frames
+
+    from vgsalign.testdata import labels
+
+    from vgsalign.testdata import nouns
+
+    from vgsalign.testdata import pairs
+
+    from vgsalign.resources import provision as resources
+
+    from vgsalign.testdata import similarities
+
+    from vgsalign.testdata import summary as testdata_summary
+
+    from vgsalign.testdata import vocab
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=10)

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import yaml  # noqa: E402
 
-from vgsalign.models import InputShape, ModelSettings, build_model  # noqa: E402
-from vgsalign.train import TrainSettings, autocast, batch_loss, train_one_epoch, evaluate, eval_set  # noqa: E402
-from vgsalign.train_data import BatchSource, SplitData  # noqa: E402
+from vgsalign.train.models import InputShape, ModelSettings, build_model  # noqa: E402
+from vgsalign.train.loop import TrainSettings, autocast, batch_loss, train_one_epoch, evaluate, eval_set  # noqa: E402
+from vgsalign.train.data import BatchSource, SplitData  # noqa: E402
 
 TARGET = 3000.0
 CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"

@@ -1,61 +1,73 @@
-"""`vgsalign <stage> ...`: one subcommand per stage module.
+"""`vgsalign <step> ...`: one subcommand per workflow rule, named as the rule is.
 
-Each stage module exposes `main(argv) -> int` and also runs as `python -m vgsalign.<module>`.
+Each step's module exposes `main(argv) -> int` and also runs as `python -m vgsalign.<module>`.
 Bad input (InputError) becomes one line on stderr naming the file and the problem, exit 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import os
 import sys
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import InputError
 
-# subcommand -> module under vgsalign (each has main(argv))
-COMMANDS: dict[str, str] = {
-    "check-config": "config",
-    "demo-corpus": "demo_corpus",
-    "resources": "resources",
-    "dataset": "dataset",
-    "frames": "frames",
-    "nouns": "nouns",
-    "vocab": "vocab",
-    "labels": "labels",
-    "similarities": "similarities",
-    "pairs": "pairs",
-    "testdata-summary": "testdata_summary",
-    "features-audio": "features_audio",
-    "features-visual": "features_visual",
-    "train": "train",
-    "tensors": "tensors",
-    "score": "scores",
-    "report": "report",
-}
+
+@dataclass(frozen=True)
+class Command:
+    name: str                   # the rule's name, with "-" for "_"
+    module: str                 # under vgsalign, with main(argv)
+    help: str
+    prefix: tuple[str, ...] = ()  # leading arguments for a module that serves several steps
+    aliases: tuple[str, ...] = field(default=())  # earlier names, still accepted
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity: a SLURM allocation, taskset), not the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # no affinity API (macOS)
-        return os.cpu_count() or 1
+COMMANDS: list[Command] = [
+    Command("check-config", "config", "check config files (layered: base.yaml overlay.yaml) against the schema"),
+    Command("demo-corpus-split", "demo.corpus", "generate one split of the built-in synthetic demo corpus",
+            aliases=("demo-corpus",)),
+    Command("tagger", "resources.provision", "provision the NLTK POS tagger offline", prefix=("tagger",)),
+    Command("word-vectors", "resources.provision", "provision the word vectors as gensim KeyedVectors",
+            prefix=("vectors",)),
+    Command("testdata-dataset", "testdata.dataset", "read a split's captions: utterances and word times",
+            aliases=("dataset",)),
+    Command("testdata-frames", "testdata.frames", "word times -> spans on the model's input-frame grid",
+            aliases=("frames",)),
+    Command("testdata-nouns", "testdata.nouns", "nouns of each utterance (NLTK POS tags)", aliases=("nouns",)),
+    Command("testdata-vocab", "testdata.vocab", "nouns the word vectors know (the original spell check)",
+            aliases=("vocab",)),
+    Command("testdata-labels", "testdata.labels", "COCO category names of each test image", aliases=("labels",)),
+    Command("testdata-similarities", "testdata.similarities", "word-vector similarity of nouns to labels",
+            prefix=("compute",)),
+    Command("testdata-histogram", "testdata.similarities", "histogram of the best similarities and the threshold",
+            prefix=("histogram",)),
+    Command("testdata-pairs", "testdata.pairs", "the test set: (utterance, noun, category) pairs", aliases=("pairs",)),
+    Command("testdata-summary", "testdata.summary", "the test-set funnel, from utterances to pairs"),
+    Command("features-images", "features.shards", "plan which images go in which visual shard", prefix=("images",)),
+    Command("features-captions", "features.shards", "plan which captions go in which audio shard",
+            prefix=("captions",)),
+    Command("features-audio", "features.audio", "log-mel energies of one shard's captions into HDF5"),
+    Command("features-visual", "features.visual", "CNN feature grids of one shard's images into HDF5"),
+    Command("train-model", "train.loop", "train a VGS model on feature shards", aliases=("train",)),
+    Command("tensors-dump", "train.tensors", "alignment tensor of every test utterance with its image",
+            aliases=("tensors",)),
+    Command("score-pairs", "scores.run", "alignment and glancing scores of the test pairs, and their tables",
+            aliases=("score",)),
+    Command("report-html", "report.page", "the self-contained HTML report of a run", aliases=("report",)),
+]
 
 
-def set_torch_threads(requested: int) -> int:
-    """torch's CPU threads: the request capped at the usable CPUs, since `--cores 8` on a
-    2-core machine would ask for 8 and oversubscribed threads slow training by a third;
-    0 keeps torch's default. Returns the number set."""
-    import torch
-
-    if requested > 0:
-        torch.set_num_threads(max(1, min(requested, usable_cpus())))
-    return torch.get_num_threads()
+def find_command(name: str) -> Command | None:
+    for command in COMMANDS:
+        if name == command.name or name in command.aliases:
+            return command
+    return None
 
 
 def run_main(name: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a stage's main, turning InputError into one clear line and exit status 2."""
+    """Run a step's main, turning InputError into one clear line and exit status 2."""
     try:
         return int(main(argv) or 0)
     except InputError as err:
@@ -63,24 +75,38 @@ def run_main(name: str, main: Callable[[list[str] | None], int], argv: list[str]
         return 2
 
 
+def parser() -> argparse.ArgumentParser:
+    """The top-level parser: it lists the steps; each step parses its own options."""
+    from . import __version__
+
+    top = argparse.ArgumentParser(
+        prog="vgsalign",
+        description="Word-object alignment scores for visually grounded speech models. The whole "
+                    "pipeline runs through Snakemake (`snakemake --cores all report`); each step "
+                    "below is one workflow rule and also runs by hand. `vgsalign <step> --help` "
+                    "lists a step's options.",
+    )
+    top.add_argument("-V", "--version", action="version", version=f"vgsalign {__version__}")
+    steps = top.add_subparsers(title="steps", metavar="<step>")
+    for command in COMMANDS:
+        steps.add_parser(command.name, help=command.help, aliases=list(command.aliases), add_help=False)
+    return top
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: vgsalign <command> [options]\n\ncommands:")
-        for name, module in COMMANDS.items():
-            print(f"  {name:18s} (vgsalign.{module})")
-        return 0 if argv else 1
-    if argv[0] in ("-V", "--version"):
-        from . import __version__
-
-        print(f"vgsalign {__version__}")
+    if not argv:
+        parser().print_help()
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"vgsalign: unknown command {name!r}; run `vgsalign --help`", file=sys.stderr)
+    command = find_command(argv[0])
+    if command is None:
+        try:
+            parser().parse_args(argv[:1])   # --help, --version, or argparse's own "invalid choice" line
+        except SystemExit as stop:
+            return int(stop.code or 0)
         return 1
-    module = importlib.import_module(f".{COMMANDS[name]}", __package__)
-    return run_main(name, module.main, rest)
+    module = importlib.import_module(f".{command.module}", __package__)
+    return run_main(argv[0], module.main, [*command.prefix, *argv[1:]])
 
 
 if __name__ == "__main__":

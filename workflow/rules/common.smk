@@ -33,17 +33,24 @@ def as_json(value):
     return shlex.quote(json.dumps(value, sort_keys=True))
 
 
-def code_version(*modules):
-    """Hash of the package modules a rule runs, given as a param.
+def code_version(*parts):
+    """Hash of the package code a rule runs, given as a param.
 
     Snakemake does not track imported modules; with this param (and the default
-    `--rerun-triggers` including params) editing a stage's module reruns that stage
-    and everything downstream. Shared helpers (cli, errors, atomic, settings) are not
-    hashed, so editing them reruns nothing.
+    `--rerun-triggers` including params) editing a stage's code reruns that stage and
+    everything downstream. Each part is a subpackage of vgsalign (every file in it,
+    package data included) or a top-level module; the small shared modules that cannot
+    change a result (cli, errors, atomic, settings) are left out.
     """
+    package = Path(workflow.basedir) / "src/vgsalign"
     digest = hashlib.sha256()
-    for module in modules:
-        digest.update((Path(workflow.basedir) / "src/vgsalign" / f"{module}.py").read_bytes())
+    for part in parts:
+        folder = package / part
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
+            if folder.is_dir() else [package / f"{part}.py"]
+        for path in files:
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

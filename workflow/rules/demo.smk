@@ -15,7 +15,7 @@ rule demo_corpus_split:
     params:
         settings=as_json(config["demo"]),
         out=lambda wildcards, output: str(Path(output[0]).parent),
-        code=code_version("demo_corpus", "demo_scene", "demo_captions", "tts"),
+        code=code_version("demo"),
     log:
         f"{LOGS}/demo/{{split}}.log",
     threads: 2
@@ -24,7 +24,7 @@ rule demo_corpus_split:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign demo-corpus --settings {params.settings} --split {wildcards.split} "
+        "vgsalign demo-corpus-split --settings {params.settings} --split {wildcards.split} "
         "--out {params.out} --workers {threads} > {log} 2>&1"
 
 

@@ -5,7 +5,7 @@
 # Audio shards take the audio + frames slices, visual shards the visual slice: changing
 # audio.n_mels reruns the audio shards (and what reads them), never the visual ones.
 
-from vgsalign.shards import plan_shard_counts
+from vgsalign.features.shards import plan_shard_counts
 
 FEATURES = f"{RESULTS}/features"
 
@@ -37,7 +37,7 @@ rule features_images:
         instances=lambda w: instances_json(w.split),
         sharding=as_json(config["features"]),
         n_shards=lambda w: SHARD_COUNTS[w.split],
-        code=code_version("shards"),
+        code=code_version("features", "corpus"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
     log:
@@ -45,7 +45,7 @@ rule features_images:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "python -m vgsalign.shards images --instances {params.instances} --settings {params.sharding}"
+        "vgsalign features-images --instances {params.instances} --settings {params.sharding}"
         " --expected-shards {params.n_shards} --out {output} > {log} 2>&1"
 
 
@@ -59,7 +59,7 @@ rule features_captions:
         source=config["dataset"]["source"],
         speech_root=speech_root(),
         sharding=as_json(config["features"]),
-        code=code_version("shards"),
+        code=code_version("features", "corpus"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
     log:
@@ -67,7 +67,7 @@ rule features_captions:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "python -m vgsalign.shards captions --images {input.images} --source {params.source}"
+        "vgsalign features-captions --images {input.images} --source {params.source}"
         " --speech-root {params.speech_root} --split {wildcards.split} --settings {params.sharding}"
         " --out {output.captions} --rejects {output.rejects} > {log} 2>&1"
 
@@ -82,7 +82,7 @@ rule features_audio:
         frames=as_json(config["frames"]),
         sharding=as_json(config["features"]),
         n_shards=lambda w: SHARD_COUNTS[w.split],
-        code=code_version("features_audio", "logmel", "shards"),
+        code=code_version("features", "corpus", "runtime"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
         shard=r"\d{5}",
@@ -107,7 +107,7 @@ rule features_visual:
         sharding=as_json(config["features"]),
         image_dir=lambda w: f"{coco_root()}/images/{w.split}",
         n_shards=lambda w: SHARD_COUNTS[w.split],
-        code=code_version("features_visual", "backbones", "shards"),
+        code=code_version("features", "corpus", "runtime"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
         shard=r"\d{5}",

@@ -91,23 +91,13 @@ rule report_html:
         instances=instances_json(SPLITS["test"]),
         images=f"{coco_root()}/images/{SPLITS['test']}",
         figures=lambda w, output: str(Path(output.similarities).parent),
-        code=code_version(
-            "report",
-            "report_figures",
-            "report_examples",
-            "alignment_scores",
-            "masks",
-            "similarities",
-            "shards",
-            "tensor_io",
-            "testdata_io",
-        ),
+        code=code_version("report", "scores", "testdata", "features", "corpus", "tables"),
     log:
         f"{LOGS}/report/report.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign report --testdata {params.testdata} --train {params.train} --scores {params.scores}"
+        "vgsalign report-html --testdata {params.testdata} --train {params.train} --scores {params.scores}"
         " --tensors {input.tensors} --instances {params.instances} --images {params.images}"
         " --audio {input.audio} --visual {input.visual} --threshold {params.threshold}"
         " --settings {params.settings} --run-config {params.run_config}"

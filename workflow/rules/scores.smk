@@ -2,7 +2,7 @@
 # paths and helpers). `vgsalign score` also runs by hand on any model's tensors (README).
 
 SCORES = f"{RESULTS}/scores"
-SCORE_NAMES = ["as_object", "as_word", "gs_object", "gs_word"]   # vgsalign.alignment_scores.SCORE_NAMES
+SCORE_NAMES = ["as_object", "as_word", "gs_object", "gs_word"]   # vgsalign.scores.alignment.SCORE_NAMES
 
 
 rule score_pairs:
@@ -34,14 +34,14 @@ rule score_pairs:
         max_frames=config["frames"]["max"],
         hop_s=config["frames"]["hop_s"],
         out_dir=lambda w, output: str(Path(output.summary).parent),
-        code=code_version("scores", "alignment_scores", "masks", "tensor_io", "score_aggregates"),
+        code=code_version("scores"),
     threads: 8
     log:
         f"{LOGS}/scores/score.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign score --tensors {input.tensors} --pairs {input.pairs} --instances {params.instances}"
+        "vgsalign score-pairs --tensors {input.tensors} --pairs {input.pairs} --instances {params.instances}"
         " --retrieval {input.retrieval} --settings {params.settings} --max-frames {params.max_frames}"
         " --hop-s {params.hop_s} --workers {threads} --out {params.out_dir} > {log} 2>&1"
 

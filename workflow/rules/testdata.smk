@@ -25,13 +25,13 @@ rule testdata_dataset:
         instances=instances_json(TEST_SPLIT),
         split=TEST_SPLIT,
         out_dir=lambda wildcards, output: str(Path(output.utterances).parent),
-        code=code_version("dataset"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/dataset.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign dataset --source {params.source} --speech-root {params.speech_root} {params.alignments}"
+        "vgsalign testdata-dataset --source {params.source} --speech-root {params.speech_root} {params.alignments}"
         " --instances {params.instances} --split {params.split} --out-dir {params.out_dir}"
         " --report {output.report} > {log} 2>&1"
 
@@ -45,13 +45,13 @@ rule testdata_frames:
         report=f"{TESTDATA}/reports/frames.json",
     params:
         settings=as_json(config["frames"]),
-        code=code_version("frames", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/frames.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign frames --utterances {input.utterances} --words {input.words} --settings {params.settings}"
+        "vgsalign testdata-frames --utterances {input.utterances} --words {input.words} --settings {params.settings}"
         " --out {output.frames} --report {output.report} > {log} 2>&1"
 
 
@@ -64,13 +64,13 @@ rule testdata_nouns:
         report=f"{TESTDATA}/reports/nouns.json",
     params:
         settings=as_json(config["nouns"]),
-        code=code_version("nouns", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/nouns.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign nouns --frames {input.frames} --tagger {input.tagger} --settings {params.settings}"
+        "vgsalign testdata-nouns --frames {input.frames} --tagger {input.tagger} --settings {params.settings}"
         " --out {output.nouns} --report {output.report} > {log} 2>&1"
 
 
@@ -83,13 +83,13 @@ rule testdata_vocab:
         report=f"{TESTDATA}/reports/vocab.json",
     params:
         settings=as_json(config["vocab"]),
-        code=code_version("vocab", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/vocab.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign vocab --nouns {input.nouns} --vectors {input.vectors} --settings {params.settings}"
+        "vgsalign testdata-vocab --nouns {input.nouns} --vectors {input.vectors} --settings {params.settings}"
         " --out {output.vocab} --report {output.report} > {log} 2>&1"
 
 
@@ -101,13 +101,13 @@ rule testdata_labels:
         report=f"{TESTDATA}/reports/labels.json",
     params:
         instances=instances_json(TEST_SPLIT),
-        code=code_version("labels", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/labels.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign labels --instances {params.instances} --utterances {input.utterances}"
+        "vgsalign testdata-labels --instances {params.instances} --utterances {input.utterances}"
         " --out {output.labels} --report {output.report} > {log} 2>&1"
 
 
@@ -120,13 +120,13 @@ rule testdata_similarities:
         similarities=f"{TESTDATA}/similarities.csv",
         report=f"{TESTDATA}/reports/similarities.json",
     params:
-        code=code_version("similarities", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/similarities.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign similarities compute --vocab {input.vocab} --labels {input.labels} --vectors {input.vectors}"
+        "vgsalign testdata-similarities --vocab {input.vocab} --labels {input.labels} --vectors {input.vectors}"
         " --out {output.similarities} --report {output.report} > {log} 2>&1"
 
 
@@ -138,13 +138,13 @@ rule testdata_histogram:
     params:
         threshold=config["match"]["threshold"],
         vectors=config["word_vectors"]["source"],
-        code=code_version("similarities", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/histogram.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign similarities histogram --similarities {input.similarities} --threshold {params.threshold}"
+        "vgsalign testdata-histogram --similarities {input.similarities} --threshold {params.threshold}"
         " --vectors-name {params.vectors} --out {output} > {log} 2>&1"
 
 
@@ -158,13 +158,13 @@ rule testdata_pairs:
         report=f"{TESTDATA}/reports/pairs.json",
     params:
         settings=as_json(config["match"]),
-        code=code_version("pairs", "similarities", "testdata_io"),
+        code=code_version("testdata", "corpus", "tables"),
     log:
         f"{LOGS}/testdata/pairs.log",
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign pairs --similarities {input.similarities} --vocab {input.vocab} --utterances {input.utterances}"
+        "vgsalign testdata-pairs --similarities {input.similarities} --vocab {input.vocab} --utterances {input.utterances}"
         " --settings {params.settings} --out {output.pairs} --report {output.report} > {log} 2>&1"
 
 
@@ -178,7 +178,7 @@ rule testdata_summary:
         md=f"{TESTDATA}/summary.md",
     params:
         reports=lambda wildcards, input: str(Path(input.reports[0]).parent),
-        code=code_version("testdata_summary"),
+        code=code_version("testdata", "tables"),
     log:
         f"{LOGS}/testdata/summary.log",
     conda:

@@ -26,7 +26,7 @@ rule train_model:
         train_split=SPLITS["train"],
         val_split=SPLITS["val"],
         out_dir=lambda w, output: str(Path(output.best).parent),
-        code=code_version("train", "train_data", "models", "losses", "retrieval"),
+        code=code_version("train", "features", "runtime"),
     threads: 8
     resources:
         gpu=1,
@@ -35,7 +35,7 @@ rule train_model:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign train --train-audio {input.train_audio} --train-visual {input.train_visual}"
+        "vgsalign train-model --train-audio {input.train_audio} --train-visual {input.train_visual}"
         " --val-audio {input.val_audio} --val-visual {input.val_visual}"
         " --train-split {params.train_split} --val-split {params.val_split}"
         " --model {params.model} --train {params.train} --frames {params.frames}"
@@ -54,7 +54,7 @@ rule tensors_dump:
         model=as_json(config["model"]),
         frames=as_json(config["frames"]),
         device=config["train"]["device"],
-        code=code_version("tensors", "train", "train_data", "models"),
+        code=code_version("train", "features", "runtime"),
     threads: 4
     resources:
         gpu=1,
@@ -63,7 +63,7 @@ rule tensors_dump:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign tensors --checkpoint {input.checkpoint} --pairs {input.pairs}"
+        "vgsalign tensors-dump --checkpoint {input.checkpoint} --pairs {input.pairs}"
         " --audio {input.audio} --visual {input.visual} --model {params.model} --frames {params.frames}"
         " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 

@@ -1,0 +1,1 @@
+"""Corpus readers: MSCOCO instances and images, SPEECH-COCO, SpokenCOCO."""

@@ -1,0 +1,1 @@
+"""Built-in synthetic demo corpus: scenes, captions, speech."""

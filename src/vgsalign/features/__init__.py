@@ -1,0 +1,1 @@
+"""Feature extraction into HDF5 shards: log-mel audio, CNN image grids."""

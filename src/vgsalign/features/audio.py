@@ -1,0 +1,138 @@
+"""`vgsalign features-audio`: log-mel energies of one shard's captions into an HDF5 shard.
+
+Reads the split's `captions.csv` index (vgsalign.features.shards), loads the captions of shard k
+in parallel threads (librosa: resampled to audio.sample_rate, folded to mono), computes
+their log-mel energies (vgsalign.features.logmel), cuts/pads them onto the frames.max grid
+and writes `utt_id`, `image_id`, `logmel`, `n_frames`, `pad_frames` with every setting
+as attributes. A missing, unreadable or empty wav stops the job naming the file, or with
+`features.on_error: skip` is listed in the shard's rejects and counted. A silent wav is
+kept (its energies are all at the floor), counted in `n_silent` and named in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..errors import InputError
+from .logmel import PAD_VALUE, GridSettings, LogMelSettings, load_audio, logmel_librosa, logmel_torch, place_on_grid
+from ..settings import settings_from_json
+from .shards import ShardingSettings, handle_problems, write_shard
+
+CHUNK = 64  # captions handed to the thread pool at a time
+# torch.stft one caption at a time: ~10x librosa's speed per CPU-second here and equal within
+# 1e-4 dB on speech (benchmarks/bench_features.py); batching padded captions is slower on a CPU
+LOGMEL_IMPL = "torch"
+
+
+def audio_attrs(audio: LogMelSettings, grid: GridSettings, sharding: ShardingSettings) -> dict:
+    """Every parameter that determines an audio shard's numbers (compared between shards)."""
+    return {
+        "modality": "audio",
+        **dataclasses.asdict(audio),  # its hop_s equals frames.hop_s (checked in main)
+        "max_frames": grid.max, "padding": grid.padding, "pad_value": PAD_VALUE,
+        "shard_size": sharding.shard_size, "shuffle": sharding.shuffle, "shuffle_seed": sharding.shuffle_seed,
+        "on_error": sharding.on_error,
+        "logmel_definition": "10*log10(max(melspectrogram(hann win_length, n_fft, centred, zero pad), floor))",
+    }
+
+
+def logmel_of(signal: np.ndarray, audio: LogMelSettings, impl: str = LOGMEL_IMPL) -> np.ndarray:
+    """(frames, n_mels) log-mel energies of one signal with the stage's implementation."""
+    return logmel_torch([signal], audio)[0] if impl == "torch" else logmel_librosa(signal, audio)
+
+
+def _caption(row, audio: LogMelSettings, impl: str):
+    """(log-mel, silent, problem) of one caption; an unreadable wav gives a problem, not an exception."""
+    try:
+        signal = load_audio(row.wav, audio.sample_rate)
+    except InputError as err:
+        return None, False, {"id": row.utt_id, "path": row.wav, "problem": err.problem}
+    return logmel_of(signal, audio, impl), not np.any(signal), None
+
+
+def extract(captions: pd.DataFrame, audio: LogMelSettings, grid: GridSettings, on_error: str,
+            threads: int = 1, impl: str = LOGMEL_IMPL) -> tuple[dict[str, np.ndarray], list[dict], list[str]]:
+    """Datasets of the captions' shard, the rejected items and the silent captions' ids.
+
+    Captions are loaded and transformed in `threads` threads (file reading, resampling and
+    the FFT release the GIL), in chunks, in order.
+    """
+    n = len(captions)
+    logmel = np.zeros((n, grid.max, audio.n_mels), dtype=np.float32)
+    n_frames = np.zeros(n, dtype=np.int32)
+    pad_frames = np.zeros(n, dtype=np.int32)
+    keep = np.zeros(n, dtype=bool)
+    rejects, silent = [], []
+    rows = list(captions.itertuples(index=False))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
+            tqdm(total=n, desc="captions", unit="cap", mininterval=1, file=sys.stderr) as bar:
+        for start in range(0, n, CHUNK):
+            chunk = rows[start:start + CHUNK]
+            for i, (matrix, is_silent, problem) in enumerate(pool.map(lambda r: _caption(r, audio, impl), chunk)):
+                if problem is not None:
+                    handle_problems([problem], on_error)
+                    rejects.append(problem)
+                    continue
+                if is_silent:
+                    silent.append(chunk[i].utt_id)
+                row = start + i
+                logmel[row], n_frames[row], pad_frames[row] = place_on_grid(matrix, grid)
+                keep[row] = True
+            bar.update(len(chunk))
+    datasets = {
+        "utt_id": captions["utt_id"].to_numpy(dtype=object)[keep],
+        "image_id": captions["image_id"].to_numpy(dtype=np.int64)[keep],
+        "logmel": logmel[keep], "n_frames": n_frames[keep], "pad_frames": pad_frames[keep],
+    }
+    return datasets, rejects, silent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vgsalign features-audio", description="Log-mel features of one shard.")
+    parser.add_argument("--captions", required=True, help="captions.csv of the split (shard index)")
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--shard", type=int, required=True, help="shard number k")
+    parser.add_argument("--n-shards", type=int, required=True)
+    parser.add_argument("--settings", required=True, help="the audio config section as JSON")
+    parser.add_argument("--frames", required=True, help="the frames config section as JSON")
+    parser.add_argument("--sharding", required=True, help="the features config section as JSON")
+    parser.add_argument("--threads", type=int, default=1, help="captions processed in parallel")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    audio = settings_from_json(LogMelSettings, args.settings, "--settings")
+    audio.check()
+    grid = settings_from_json(GridSettings, args.frames, "--frames")
+    sharding = settings_from_json(ShardingSettings, args.sharding, "--sharding")
+    if abs(audio.hop_s - grid.hop_s) > 1e-12:
+        raise InputError("audio.hop_s", f"{audio.hop_s} differs from frames.hop_s {grid.hop_s}")
+
+    import torch
+
+    torch.set_num_threads(1)  # parallel over captions (threads), not inside one small FFT
+    index = pd.read_csv(args.captions, dtype={"utt_id": str, "wav": str})
+    captions = index[index["shard"] == args.shard]
+    datasets, rejects, silent = extract(captions, audio, grid, sharding.on_error, threads=args.threads)
+    for utt_id in silent:
+        print(f"warning: caption {utt_id} is silent (all samples zero); its log-mel is at the floor", file=sys.stderr)
+    attrs = {
+        **audio_attrs(audio, grid, sharding), "split": args.split, "shard_index": args.shard, "n_shards": args.n_shards,
+        "n_items": len(datasets["utt_id"]), "n_silent": len(silent), "logmel_impl": LOGMEL_IMPL,
+    }
+    write_shard(Path(args.out), datasets, attrs, rejects)
+    print(f"{args.out}: {len(datasets['utt_id'])} captions, {len(rejects)} rejected, {len(silent)} silent")
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import run_main
+
+    raise SystemExit(run_main("features-audio", main))

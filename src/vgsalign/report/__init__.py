@@ -1,0 +1,1 @@
+"""The HTML report: page, figures, alignment examples."""

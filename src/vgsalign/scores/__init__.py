@@ -1,0 +1,1 @@
+"""Alignment and glancing scores: run, tensor math, masks, aggregates, tensor I/O."""

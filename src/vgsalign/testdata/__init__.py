@@ -1,0 +1,1 @@
+"""Test-set construction: word times, nouns, vocabulary, labels, similarities, pairs."""

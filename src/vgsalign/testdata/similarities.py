@@ -1,0 +1,151 @@
+"""Word-vector similarity of every kept noun to every label of its image, and their histogram.
+
+`similarity = KeyedVectors.n_similarity([noun], label_tokens)`: the cosine between the noun's
+vector and the mean vector of the label's words ("dining table" -> ["dining", "table"]).
+A label word the vectors do not know is left out of that mean and reported; a label none
+of whose words is known gets no similarity row (counted as `labels_unknown`), never a NaN.
+
+    vgsalign similarities compute --vocab vocab.csv --labels labels.csv --vectors X.kv --out similarities.csv --report ...
+    vgsalign similarities histogram --similarities similarities.csv --threshold 0.6 --out similarities.png
+
+Output `similarities.csv`: utt_id, image_id, word_index, word, category_id, category,
+similarity, tokens_used, tokens_missing. The histogram is a separate step so that a new
+`match.threshold` redraws it without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path, write_csv, write_json
+from ..errors import InputError
+from ..tables import read_table
+
+SIMILARITY_COLUMNS = ["utt_id", "image_id", "word_index", "word", "category_id", "category",
+                      "similarity", "tokens_used", "tokens_missing"]
+
+
+def noun_label_similarities(nouns: pd.DataFrame, labels: pd.DataFrame, kv) -> tuple[pd.DataFrame, dict]:
+    """One row per (kept noun, label of its image); and a report of unknown label words."""
+    known = kv.key_to_index
+    pairs = nouns.merge(labels[["image_id", "category_id", "category", "label_tokens"]], on="image_id", how="inner")
+    cache: dict[tuple[str, str], float] = {}
+    similarity, used, missing = [], [], []
+    unknown_tokens: dict[str, int] = {}
+    unknown_labels: dict[str, int] = {}
+    for word, label in zip(pairs["word"], pairs["label_tokens"]):
+        tokens = label.split()
+        present = [t for t in tokens if t in known]
+        absent = [t for t in tokens if t not in known]
+        for t in absent:
+            unknown_tokens[t] = unknown_tokens.get(t, 0) + 1
+        if not present:
+            unknown_labels[label] = unknown_labels.get(label, 0) + 1
+            similarity.append(np.nan)
+        else:
+            key = (word, " ".join(present))
+            if key not in cache:
+                cache[key] = float(kv.n_similarity([word], present))
+            similarity.append(cache[key])
+        used.append(" ".join(present))
+        missing.append(" ".join(absent))
+    pairs["similarity"] = similarity
+    pairs["tokens_used"] = used
+    pairs["tokens_missing"] = missing
+    scored = pairs[pairs["similarity"].notna()]
+    report = {
+        "noun_label_pairs": len(pairs), "similarities": len(scored),
+        "labels_unknown": int(pairs["similarity"].isna().sum()),
+        "unknown_label_words": unknown_tokens, "unknown_labels": unknown_labels,
+        "nouns_with_labels": int(nouns["image_id"].isin(labels["image_id"]).sum()),
+        "nouns_without_labels": int((~nouns["image_id"].isin(labels["image_id"])).sum()),
+    }
+    return scored.sort_values(["utt_id", "word_index", "category_id"])[SIMILARITY_COLUMNS], report
+
+
+def compute(vocab_csv: Path, labels_csv: Path, vectors: Path, out: Path, report_path: Path) -> dict:
+    from ..resources.provision import load_vectors
+
+    vocab = read_table(vocab_csv, required=("utt_id", "image_id", "word_index", "word", "kept"))
+    labels = read_table(labels_csv, required=("image_id", "category_id", "category", "label_tokens"))
+    nouns = vocab[vocab["kept"]]
+    kv = load_vectors(vectors)
+    unknown_nouns = sorted({w for w in nouns["word"] if w not in kv.key_to_index})
+    if unknown_nouns:
+        raise InputError(vocab_csv, f"kept nouns unknown to {vectors}: {unknown_nouns[:5]} "
+                                    "(vocab.csv was made with other vectors; rerun the vocab step)")
+    table, report = noun_label_similarities(nouns, labels, kv)
+    write_csv(table, out)
+    report.update({"vectors": str(vectors), "nouns": len(nouns)})
+    if len(table):
+        report["similarity_quantiles"] = {
+            str(q): float(v) for q, v in table["similarity"].quantile([0.05, 0.25, 0.5, 0.75, 0.95]).items()
+        }
+    write_json(report, report_path)
+    return report
+
+
+def best_per_noun(similarities: pd.DataFrame) -> pd.DataFrame:
+    """The best-matching label of each noun (ties: the lower category id)."""
+    ordered = similarities.sort_values(["utt_id", "word_index", "similarity", "category_id"],
+                                       ascending=[True, True, False, True], kind="stable")
+    return ordered.drop_duplicates(["utt_id", "word_index"], keep="first")
+
+
+def histogram(similarities_csv: Path, threshold: float, out: Path, vectors_name: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = read_table(similarities_csv, required=("utt_id", "word_index", "similarity", "category_id"))
+    best = best_per_noun(table)
+    bins = np.linspace(-0.2, 1.0, 61)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(table["similarity"], bins=bins, alpha=0.5, label=f"every noun-label pair (n={len(table)})")
+    ax.hist(best["similarity"], bins=bins, alpha=0.7, label=f"best label per noun (n={len(best)})")
+    ax.axvline(threshold, color="k", linestyle="--", label=f"match.threshold = {threshold:g}")
+    accepted = int((best["similarity"] >= threshold).sum())
+    ax.set_title(f"Noun-label similarities{f' ({vectors_name})' if vectors_name else ''}: "
+                 f"{accepted} of {len(best)} nouns at or above the threshold", fontsize=9)
+    ax.set_xlabel("word-vector similarity (n_similarity)")
+    ax.set_ylabel("count")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vgsalign similarities", description="Noun-label word-vector similarities.")
+    sub = parser.add_subparsers(dest="what", required=True)
+    comp = sub.add_parser("compute")
+    comp.add_argument("--vocab", required=True, type=Path)
+    comp.add_argument("--labels", required=True, type=Path)
+    comp.add_argument("--vectors", required=True, type=Path)
+    comp.add_argument("--out", required=True, type=Path)
+    comp.add_argument("--report", required=True, type=Path)
+    hist = sub.add_parser("histogram")
+    hist.add_argument("--similarities", required=True, type=Path)
+    hist.add_argument("--threshold", required=True, type=float)
+    hist.add_argument("--vectors-name", default="")
+    hist.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    if args.what == "compute":
+        report = compute(args.vocab, args.labels, args.vectors, args.out, args.report)
+        print(f"{report['similarities']} similarities for {report['nouns']} nouns; "
+              f"{report['labels_unknown']} noun-label pairs with no known label word")
+    else:
+        histogram(args.similarities, args.threshold, args.out, args.vectors_name)
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import run_main
+
+    raise SystemExit(run_main("similarities", main))

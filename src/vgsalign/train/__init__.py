@@ -1,0 +1,1 @@
+"""Model training: shard data, models, losses, retrieval, the loop and the tensor dump."""

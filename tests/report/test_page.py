@@ -1,0 +1,461 @@
+"""`vgsalign report`: figures on synthetic tables, the numbers on the page against the
+result files, rendering in headless Chromium, bad input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
+from tests.helpers.report import make_run
+from tests.helpers.workflow import ROOT, output_of, run_env, tiny_demo_config
+
+from vgsalign.scores.alignment import SCORE_NAMES
+from vgsalign.cli import run_main
+from vgsalign.report.page import main
+from vgsalign.report.examples import choose_examples, frame_weights
+from vgsalign.report.figures import (
+    alignment_example, category_bars, confusion_heatmap, similarity_histogram, training_curves,
+)
+
+N_EXAMPLES = 4
+RUN_CONFIG = {"dataset": {"name": "synthetic", "source": "demo", "splits": {"train": "val2014", "val": "val2014",
+                                                                            "test": "val2014"}},
+              "word_vectors": {"source": "glove-6b-50d"}, "match": {"threshold": 0.7},
+              "model": {"arch": "cnnatt", "embed_dim": 128, "dropout": 0.0},
+              "train": {"loss": "triplet_random", "lr": 0.001, "batch_size": 16}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    # random_weights: the page must warn about it; one pair names a category its image lacks
+    return make_run(tmp_path_factory.mktemp("report_run"), n_categories=6, n_images=8, captions_per_image=2,
+                    pairs_per_caption=2, random_weights=True, n_unscorable=1)
+
+
+@pytest.fixture(scope="module")
+def built(run):
+    out = run.root / "report.html"
+    assert main(run.report_args(out, run.root / "figures", n_examples=N_EXAMPLES, run_config=RUN_CONFIG)) == 0
+    return {"html": out.read_text(), "path": out, "figures": run.root / "figures"}
+
+
+class Page(HTMLParser):
+    """The page's numbers (spans with data-source), images, table ids, tags used."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.values, self.images, self.ids, self.tags = [], [], set(), set()
+        self._open: dict | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.add(tag)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.images.append(attrs)
+        if tag == "span" and "data-source" in attrs:
+            self._open = {**attrs, "text": ""}
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._open is not None:
+            self.values.append(self._open)
+            self._open = None
+
+
+def _lookup(results: Path, source: str, path: list):
+    if source.endswith(".json"):
+        value = json.loads((results / source).read_text())
+        for key in path:
+            value = value[key]
+        return value
+    key_column, key, column = path
+    table = pd.read_csv(results / source, keep_default_na=False)
+    return table.loc[table[key_column].astype(str) == key, column].item()
+
+
+# ---------------------------------------------------------------- legibility helpers
+
+
+def _drawn(fig):
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def texts_outside_figure(fig) -> list:
+    """Whether anything drawn (titles, labels, tick labels, legends) reaches outside the
+    figure, where it would be cut: [] if not, else the bounding box of the drawing (inches)."""
+    renderer = _drawn(fig)
+    box = fig.get_tightbbox(renderer)
+    width, height = fig.get_size_inches()
+    inside = box.x0 >= -0.02 and box.y0 >= -0.02 and box.x1 <= width + 0.02 and box.y1 <= height + 0.02
+    return [] if inside else [box.bounds, (width, height)]
+
+
+def overlapping(texts, renderer, axis: str) -> list[tuple[str, str]]:
+    """Pairs of neighbouring texts whose boxes overlap along `axis`."""
+    boxes = sorted(((t.get_window_extent(renderer), t.get_text()) for t in texts if t.get_text().strip()),
+                   key=lambda b: b[0].y0 if axis == "y" else b[0].x0)
+    pairs = []
+    for (a, name_a), (b, name_b) in zip(boxes, boxes[1:]):
+        if (axis == "y" and a.y1 > b.y0 + 0.5) or (axis == "x" and a.x1 > b.x0 + 0.5):
+            pairs.append((name_a, name_b))
+    return pairs
+
+
+def _many_categories(categories: pd.DataFrame, n: int) -> pd.DataFrame:
+    rows = pd.concat([categories] * (n // len(categories) + 1), ignore_index=True).iloc[:n].copy()
+    rows["category"] = [f"category name {k:02d}" for k in range(n)]
+    rows["as_object_mean"] = np.linspace(0.05, 0.9, n)
+    return rows
+
+
+# ---------------------------------------------------------------- figures on synthetic tables
+
+
+def test_category_bars_sorted_legible_and_sized_to_the_count(run):
+    categories = pd.read_csv(run.results / "scores/category_scores.csv")
+    for table in (categories, _many_categories(categories, 80)):
+        fig = category_bars(table, "as_object")
+        renderer = _drawn(fig)
+        ax = fig.axes[0]
+        labels = [t.get_text().split(" (n=")[0] for t in ax.get_yticklabels()]
+        expected = table.sort_values("as_object_mean")["category"].tolist()        # best at the top
+        assert labels == expected
+        assert overlapping(ax.get_yticklabels(), renderer, "y") == []
+        assert texts_outside_figure(fig) == []
+        assert ax.get_xlabel().startswith("AS_object") and "0 to 1" in ax.get_xlabel()
+        # the model's bars are the table's means and intervals, as they are
+        model = [c for c in ax.containers if c.get_label().startswith("model")][0]
+        widths = [bar.get_width() for bar in model.patches]
+        np.testing.assert_allclose(sorted(widths), sorted(table["as_object_mean"]))
+    assert category_bars(_many_categories(categories, 80), "as_object").get_size_inches()[1] > 20
+
+
+def test_confusion_heatmap_greys_categories_never_in_the_image_and_stays_legible(run):
+    table = pd.read_csv(run.results / "scores/confusion_as_object.csv")
+    counts = pd.read_csv(run.results / "scores/confusion_counts.csv")
+    fig = confusion_heatmap(table, counts, "as_object")
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    image = ax.get_images()[0]
+    columns = [t.get_text() for t in ax.get_xticklabels()]
+    assert columns[-1] == "background" and "other_categories" not in columns
+    data = image.get_array()
+    np.testing.assert_allclose(data.data, table[columns].to_numpy())
+    together = counts.set_index("category").reindex(index=table["category"], columns=columns[:-1], fill_value=0)
+    np.testing.assert_array_equal(data.mask[:, :-1], together.to_numpy() == 0)
+    assert not data.mask[:, -1].any()
+    assert overlapping(ax.get_xticklabels(), renderer, "x") == []
+    assert overlapping(ax.get_yticklabels(), renderer, "y") == []
+    assert texts_outside_figure(fig) == []
+
+    # 80 categories: no value printed in the cells, labels still apart
+    names = [f"category name {k:02d}" for k in range(80)]
+    rng = np.random.default_rng(0)
+    big = pd.DataFrame(rng.random((80, 81)) / 10, columns=names + ["background"])
+    big.insert(0, "n_pairs", 50)
+    big.insert(0, "category", names)
+    big_counts = pd.DataFrame(rng.integers(0, 3, size=(80, 80)), columns=names)
+    big_counts.insert(0, "category", names)
+    fig = confusion_heatmap(big, big_counts, "gs_word")
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    assert overlapping(ax.get_xticklabels(), renderer, "x") == []
+    assert overlapping(ax.get_yticklabels(), renderer, "y") == []
+    assert texts_outside_figure(fig) == []
+    assert len(ax.texts) == 0
+
+
+def test_training_curves_and_histogram(run):
+    history = pd.read_csv(run.results / "train/history.csv")
+    retrieval = json.loads((run.results / "train/retrieval.json").read_text())
+    fig = training_curves(history, retrieval)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch"] * 3
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    assert any(line.get_xdata()[0] == retrieval["best_epoch"] for line in fig.axes[0].lines if len(line.get_xdata()) == 2)
+    assert texts_outside_figure(fig) == []
+    similarities = pd.read_csv(run.results / "testdata/similarities.csv")
+    fig = similarity_histogram(similarities, 0.7, "glove-6b-50d")
+    assert any(np.allclose(line.get_xdata(), 0.7) for line in fig.axes[0].lines)
+    assert texts_outside_figure(fig) == []
+
+
+def test_choose_examples_best_median_worst_then_seeded_random(run):
+    pairs = pd.read_csv(run.results / "scores/pair_scores.csv")
+    chosen = choose_examples(pairs, 6, seed=3)
+    scores = pairs["as_object"].to_numpy()
+    assert [c.reason for c in chosen[:3]] == ["best AS_object", "median AS_object", "worst AS_object"]
+    assert scores[chosen[0].row] == scores.max() and scores[chosen[2].row] == scores.min()
+    assert scores[chosen[1].row] == np.sort(scores)[(len(scores) - 1) // 2]
+    assert len({c.row for c in chosen}) == 6
+    assert chosen == choose_examples(pairs, 6, seed=3)
+    assert chosen[3:] != choose_examples(pairs, 6, seed=4)[3:]
+    assert len(choose_examples(pairs.iloc[:2], 5, seed=0)) == 2
+    assert choose_examples(pairs, 0, seed=0) == []
+
+
+def _examples(run, scores_dir: Path, n: int = 3, choose=None) -> tuple[list, dict]:
+    """The examples of a run; choose(pair_scores) picks them (default: the report's choice of n)."""
+    from vgsalign.report.page import ReportInputs, read_results
+    from vgsalign.report.examples import load_examples
+    from vgsalign.corpus.coco import open_coco
+
+    inputs = ReportInputs(testdata=run.results / "testdata", train=run.results / "train", scores=scores_dir,
+                          tensors=run.results / "tensors/tensors.h5", instances=run.instances, images=run.images,
+                          audio=run.audio, visual=run.visual)
+    results = read_results(inputs)
+    choices = choose(results.pair_scores) if choose else choose_examples(results.pair_scores, n, seed=0)
+    examples = load_examples(choices, results.pair_scores, results.scores_summary, inputs.tensors,
+                             open_coco(run.instances), run.instances, run.images, run.audio, results.words_csv,
+                             results.pairs_csv)
+    return examples, results.scores_summary["inputs"]["time_mapping"]
+
+
+def _check_maps_reproduce_the_table(examples, mapping) -> None:
+    """The spatial map summed over the mask is the pair's AS_object, the temporal curve
+    summed over the word its AS_word (object normalisation): the figure shows what was scored."""
+    for example in examples:
+        pair = example.pair
+        np.testing.assert_allclose((example.spatial_share * example.cell_mask_share).sum(), pair["as_object"],
+                                   rtol=1e-9, atol=1e-12)
+        weights, totals, _ = frame_weights(pair, len(example.temporal_share), mapping, example.mode)
+        np.testing.assert_allclose((example.temporal_share * weights / totals).sum(), pair["as_word"],
+                                   rtol=1e-9, atol=1e-12)
+        assert example.frame_edges_s[0] == pytest.approx(-pair["pad_frames"] * 0.01)
+        assert example.image.shape[:2] == example.mask.shape
+
+
+def test_example_maps_are_the_scored_ones_and_the_figure_is_legible(run):
+    examples, mapping = _examples(run, run.results / "scores")
+    _check_maps_reproduce_the_table(examples, mapping)
+    for example in examples:
+        np.testing.assert_allclose(example.spatial_share.sum(), 1.0)
+
+    fig = alignment_example(examples[0])
+    renderer = _drawn(fig)
+    assert texts_outside_figure(fig) == []
+    words_axis = fig.axes[3]
+    assert words_axis.get_xlabel() == "time after the audio starts (s)"
+    assert len(words_axis.texts) == len(examples[0].words)
+    for row in {round(t.get_position()[1], 3) for t in words_axis.texts}:
+        same_row = [t for t in words_axis.texts if round(t.get_position()[1], 3) == row]
+        assert overlapping(same_row, renderer, "x") == []
+
+
+def test_examples_draw_the_crowd_regions_they_do_not_score(run):
+    """A pair whose image has a crowd region of its category: the region is loaded
+    (decoded by pycocotools from COCO's uncompressed RLE), drawn dashed and named under
+    the image, while the scored mask and the maps stay those of the non-crowd instances."""
+    from vgsalign.report.examples import ExampleChoice
+    from vgsalign.corpus.coco import open_coco
+
+    coco = open_coco(run.instances)
+    crowd_of = {(a["image_id"], a["category_id"]): coco.annToMask(a).astype(bool)
+                for a in coco.dataset["annotations"] if a["iscrowd"]}
+
+    def one_with_and_one_without(pairs):
+        has_crowd = [(int(i), int(c)) in crowd_of for i, c in zip(pairs["image_id"], pairs["category_id"])]
+        return [ExampleChoice(has_crowd.index(True), "crowd"), ExampleChoice(has_crowd.index(False), "no crowd")]
+
+    examples, mapping = _examples(run, run.results / "scores", choose=one_with_and_one_without)
+    with_crowd, without = examples
+    key = (int(with_crowd.pair["image_id"]), int(with_crowd.pair["category_id"]))
+    np.testing.assert_array_equal(with_crowd.crowd_mask, crowd_of[key])
+    assert with_crowd.crowd_mask.any() and not without.crowd_mask.any()
+    _check_maps_reproduce_the_table(examples, mapping)
+
+    fig = alignment_example(with_crowd)
+    assert "crowd region (iscrowd 1, not scored)" in fig.axes[0].get_xlabel()
+    # a dashed line style is (offset, dash pattern); a solid one has no pattern
+    dashed = [c for c in fig.axes[0].collections if any(dashes for _, dashes in c.get_linestyle())]
+    assert dashed, "the crowd region is not drawn"
+    assert texts_outside_figure(fig) == []
+    assert "crowd" not in alignment_example(without).axes[0].get_xlabel()
+
+
+def test_example_maps_follow_the_scoring_options(run, tmp_path):
+    """Exact mode without softmax: the maps are prepared as those scores were."""
+    from vgsalign.scores.run import ScoreSettings, run_scores
+
+    run_scores(tensors=run.results / "tensors/tensors.h5", pairs_csv=run.results / "testdata/pairs.csv",
+               instances_json=run.instances, out_dir=tmp_path / "scores",
+               settings=ScoreSettings(mode="exact", softmax="none", bootstrap=20), workers=1,
+               retrieval=run.results / "train/retrieval.json")
+    examples, mapping = _examples(run, tmp_path / "scores")
+    assert all(e.mode == "exact" and not e.softmax_as for e in examples)
+    _check_maps_reproduce_the_table(examples, mapping)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def test_page_shows_every_figure_embedded_and_the_warnings_first(built, run):
+    html = built["html"]
+    page = Page(html)
+    names = (["similarities", "training"] + [f"category_{s}" for s in SCORE_NAMES]
+             + [f"confusion_{s}" for s in SCORE_NAMES] + [f"example_{k:02d}" for k in range(1, N_EXAMPLES + 1)])
+    assert len(page.images) == len(names)
+    for image in page.images:
+        assert image["src"].startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1]))) as png:
+            assert png.size == (int(image["width"]), int(image["height"]))
+    # each figure also as its own PNG, named as workflow/rules/report.smk declares them
+    assert sorted(p.stem for p in built["figures"].glob("*.png")) == sorted(names)
+    smk = (ROOT / "workflow/rules/report.smk").read_text()
+    for pattern in ("similarities.png", "training.png", "category_{name}.png", "confusion_{name}.png", "example_{k:02d}.png"):
+        assert pattern in smk
+    # self-contained: no script, no stylesheet link, no external address
+    assert not {"script", "link", "iframe"} & page.tags
+    assert not re.search(r"(src|href)=\"(https?:|//|file:)", html) and "url(" not in html
+    # warnings before the contents, naming what the run raised
+    warnings = html[html.index('id="warnings"'):html.index("<nav>")]
+    assert "random weights" in warnings
+    assert "1 of" in warnings and "category_not_in_image: 1" in warnings
+    assert "Pooled R@10 uses pools of 60 images" in warnings
+    assert {"glance", "overall", "counts", "retrieval", "pooled", "funnel", "categories"} <= page.ids
+    assert "mode reference; softmax both" in html
+
+
+def test_numbers_on_the_page_equal_the_result_files(built, run):
+    page = Page(built["html"])
+    for value in page.values:
+        path = json.loads(value["data-path"])
+        expected = _lookup(run.results, value["data-source"], path)
+        shown = value["text"].replace(",", "")
+        if isinstance(expected, float):
+            assert float(value["data-value"]) == expected, value
+            decimals = len(shown.split(".")[1]) if "." in shown else 0
+            assert shown == f"{expected:.{decimals}f}", value
+        else:
+            assert int(value["data-value"]) == int(expected) and int(shown) == int(expected), value
+    summary = json.loads((run.results / "scores/summary.json").read_text())
+    for score in SCORE_NAMES:
+        for key in (f"{score}_mean", f"{score}_ci_low", f"{score}_ci_high", f"random_{score}_mean",
+                    f"chance_{score}_mean"):
+            assert any(v["data-source"] == "scores/summary.json" and json.loads(v["data-path"]) == ["overall", key]
+                       for v in page.values), key
+    retrieval = json.loads((run.results / "train/retrieval.json").read_text())
+    for direction in ("image_retrieval_from_captions", "caption_retrieval_from_images"):
+        for k in ("r1", "r5", "r10"):
+            assert any(json.loads(v["data-path"]) == [direction, k] for v in page.values)
+    assert any(json.loads(v["data-path"]) == ["pooled_r10", "r10_a2i"] for v in page.values)
+    funnel = json.loads((run.results / "testdata/summary.json").read_text())["funnel"]
+    assert sum(v["data-source"] == "testdata/summary.json" for v in page.values) == len(funnel)
+    assert summary["counts"]["pairs_excluded"] == 1 and retrieval["pooled_r10"]["pool_size"] == 60
+
+
+def test_page_renders_in_headless_chromium(built, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's `chromium` is not installed (apt-get install chromium); CI installs it")
+    url = built["path"].resolve().as_uri()
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = Page(dom.stdout)
+    assert "Alignment report: synthetic" in dom.stdout
+    assert len(rendered.images) == len(Page(built["html"]).images) > 0
+    assert all(image["src"].startswith("data:image/png;base64,") for image in rendered.images)
+    assert not re.search(r"Failed to load resource|Uncaught|ERR_FILE_NOT_FOUND", dom.stderr)
+    shot = tmp_path / "page.png"
+    proc = subprocess.run(base + [f"--screenshot={shot}", "--window-size=1400,6000", url],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    with Image.open(shot) as png:
+        assert png.size == (1400, 6000)
+        grey = np.asarray(png.convert("L"), dtype=np.float64)
+    assert grey.std() > 20                      # text and figures, not a blank page
+    # the warnings box (orange border) is drawn near the top
+    rgb = np.asarray(Image.open(shot).convert("RGB"))[:600].reshape(-1, 3).astype(int)
+    assert ((abs(rgb[:, 0] - 0xd9) < 12) & (abs(rgb[:, 1] - 0x48) < 12) & (abs(rgb[:, 2] - 0x0f) < 12)).sum() > 500
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_result_file_names_it(run, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(run.results, results, ignore=shutil.ignore_patterns("corpus", "features", "tensors"))
+    (results / "scores/category_scores.csv").unlink()
+    args = run.report_args(tmp_path / "report.html", n_examples=1)
+    args[args.index("--scores") + 1] = str(results / "scores")
+    assert run_main("report", main, args) == 2
+    err = capsys.readouterr().err
+    assert str(results / "scores/category_scores.csv") in err and "not found" in err
+    assert not (tmp_path / "report.html").exists()
+
+    (results / "scores/category_scores.csv").write_text("category,n_pairs\ncat,3\n")
+    assert run_main("report", main, args) == 2
+    assert "category_scores.csv: missing column(s)" in capsys.readouterr().err
+
+    args = run.report_args(tmp_path / "report.html", n_examples=1)
+    args[args.index("--images") + 1] = str(tmp_path / "no_images")
+    assert run_main("report", main, args) == 2
+    assert f"{tmp_path / 'no_images'}" in capsys.readouterr().err
+
+
+def test_bad_settings_are_named(run, tmp_path, capsys):
+    args = run.report_args(tmp_path / "report.html")
+    args[args.index("--settings") + 1] = json.dumps({"n_examples": 2, "colour": "red"})
+    assert run_main("report", main, args) == 2
+    assert "unknown setting(s) ['colour']" in capsys.readouterr().err
+    args[args.index("--settings") + 1] = json.dumps({"n_examples": -1, "seed": 0})
+    assert run_main("report", main, args) == 2
+    assert "n_examples = -1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the workflow's rule
+
+
+@pytest.mark.slow
+def test_workflow_rule_builds_the_page_and_snakemakes_report(tmp_path):
+    """`snakemake report` runs the report rule on a results folder (every upstream output
+    recorded as done with --touch), and `snakemake --report` collects the marked figures."""
+    work = tmp_path / "work"
+    config = tiny_demo_config(tmp_path / "tiny.yaml", n_images=8, shard_size=10000,
+                              report={"n_examples": 2, "seed": 0})
+    make_run(work, name="tiny", n_categories=6, n_images=8, captions_per_image=2, pairs_per_caption=2)
+
+    def snakemake(*args):
+        command = ["timeout", "-s", "INT", "240", sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                   "-d", str(work), "--configfile", str(config), "--cores", "2", *args]
+        proc = subprocess.run(command, capture_output=True, text=True, env=run_env(), timeout=300)
+        assert proc.returncode == 0, output_of(proc)
+        return proc
+
+    # every other output of the workflow exists (empty where make_run wrote nothing) and is recorded as done
+    summary = snakemake("--summary", "report").stdout
+    for line in summary.splitlines()[1:]:
+        path = work / line.split("\t")[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    snakemake("--touch", "--forceall", "report")
+    proc = snakemake("--forcerun", "report_html", "report")
+    assert "report_html" in proc.stderr and "tensors_dump" not in proc.stderr.split("Job stats:")[1]
+    page = (work / "results/tiny/report.html").read_text()
+    assert "Alignment report: tiny" in page and len(Page(page).images) == 12
+    with Image.open(work / "results/tiny/report/example_02.png") as png:
+        assert png.size[0] > 1000
+    proc = snakemake("--report", str(tmp_path / "snakemake_report.zip"), "report")
+    for name in ("similarities.png", "training.png", "category_as_object.png", "confusion_gs_word.png", "example_01.png"):
+        assert f"Adding {name}" in proc.stderr

@@ -1,0 +1,158 @@
+"""COCO category masks: pycocotools rasterising, the bilinear resize, cell weights."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.helpers.scores import polygon_rect, rle_of, write_instances
+
+from vgsalign.errors import InputError
+from vgsalign.scores.masks import (
+    CellGrid, bilinear_resize, build_image_regions, category_mask, load_instances, reference_mask,
+)
+
+
+def test_union_of_noncrowd_polygon_and_rle_instances(tmp_path):
+    h, w = 40, 50
+    rle_mask = np.zeros((h, w), dtype=bool)
+    rle_mask[30:38, 5:20] = True
+    crowd = np.zeros((h, w), dtype=bool)
+    crowd[:, 45:] = True
+    path = write_instances(
+        tmp_path / "instances.json",
+        images=[{"id": 7, "height": h, "width": w}],
+        annotations=[
+            {"image_id": 7, "category_id": 18, "segmentation": polygon_rect(2, 3, 12, 13)},
+            {"image_id": 7, "category_id": 18, "segmentation": rle_of(rle_mask)},
+            {"image_id": 7, "category_id": 18, "segmentation": rle_of(crowd), "iscrowd": 1},
+            {"image_id": 7, "category_id": 1, "segmentation": polygon_rect(20, 0, 30, 10)},
+        ],
+        categories=[(1, "person"), (18, "dog")],
+    )
+    # an uncompressed RLE too (as COCO stores crowd regions)
+    data = json.loads(path.read_text())
+    counts = []
+    flat = np.zeros((h, w), dtype=bool)
+    flat[0:2, 40:44] = True
+    column_major = flat.T.ravel()
+    value, run = False, 0
+    for pixel in column_major:
+        if pixel == value:
+            run += 1
+        else:
+            counts.append(run)
+            value, run = pixel, 1
+    counts.append(run)
+    data["annotations"].append({"id": 99, "image_id": 7, "category_id": 18, "iscrowd": 0,
+                                "segmentation": {"size": [h, w], "counts": counts}})
+    path.write_text(json.dumps(data))
+
+    instances = load_instances(path)
+    assert instances.category_ids == {"person": 1, "dog": 18}
+    image = instances.images[7]
+    assert sorted(image.segmentations) == [1, 18]
+    dog = category_mask(image, 18)
+    expected = rle_mask | flat
+    polygon = np.zeros((h, w), dtype=bool)
+    polygon[3:14, 2:13] = True                      # pycocotools rasterises the closed polygon
+    assert dog.shape == (h, w)
+    assert np.array_equal(dog & ~polygon, expected & ~polygon)
+    assert dog[5:12, 4:11].all()
+    assert not dog[:, 45:].any()                    # the crowd instance is left out
+    assert category_mask(image, 62).sum() == 0
+
+
+def test_load_instances_reports_bad_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_instances(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_instances(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"images": []}')
+    with pytest.raises(InputError, match="not a COCO instances file"):
+        load_instances(tmp_path / "other.json")
+
+
+def test_bilinear_upscale_matches_pillow():
+    """Half-pixel-centre bilinear; for upscaling Pillow does the same (no antialias then)."""
+    rng = np.random.default_rng(0)
+    image = rng.random((9, 13)).astype(np.float32)
+    ours = bilinear_resize(image, 31, 40)
+    pillow = np.asarray(Image.fromarray(image, mode="F").resize((40, 31), Image.BILINEAR))
+    np.testing.assert_allclose(ours, pillow, atol=1e-5)
+
+
+def test_bilinear_downscale_samples_between_two_pixels():
+    image = np.zeros((4, 4))
+    image[1, :] = 1.0
+    out = bilinear_resize(image, 2, 2)            # source rows 0.5 and 2.5
+    np.testing.assert_allclose(out[:, 0], [0.5, 0.0])
+    assert np.allclose(bilinear_resize(np.ones((480, 640)), 224, 224), 1.0)
+
+
+def test_small_object_vanishes_at_224():
+    mask = np.zeros((2000, 2000), dtype=bool)
+    mask[1000, 1000] = True                         # one pixel of 2000 x 2000
+    assert not reference_mask(mask, 224, 0.01).any()
+    mask[995:1005, 995:1005] = True
+    assert reference_mask(mask, 224, 0.01).any()
+
+
+@pytest.mark.parametrize("cells,grid", [((14, 14), 224), ((5, 9), 32), ((7, 3), 7)])
+def test_reference_cell_weights_count_repeated_pixels(cells, grid):
+    h, w = cells
+    rng = np.random.default_rng(1)
+    masks = rng.random((3, grid, grid)) < 0.3
+    weights = CellGrid.reference(h, w, grid).weights(masks)
+    rows, cols = (np.arange(grid) * h) // grid, (np.arange(grid) * w) // grid
+    for k in range(3):
+        expected = np.zeros((h, w))
+        np.add.at(expected, (rows[:, None].repeat(grid, 1), cols[None, :].repeat(grid, 0)), masks[k])
+        np.testing.assert_array_equal(weights[:, k], expected.ravel())
+    totals = CellGrid.reference(h, w, grid).totals()
+    assert totals.sum() == grid * grid
+    if grid % h == 0 and grid % w == 0:
+        assert np.all(totals == (grid // h) * (grid // w))
+
+
+def test_exact_cell_weights_are_fractional_areas():
+    mask = np.zeros((5, 7), dtype=bool)
+    mask[1, 2] = True                               # pixel [1, 2) x [2, 3)
+    weights = CellGrid.exact(2, 2, 5, 7).weights(mask[None]).reshape(2, 2)
+    # rows split at 2.5, columns at 3.5: the pixel lies in cell (0, 0) entirely
+    assert weights[0, 0] == pytest.approx(1.0) and weights.sum() == pytest.approx(1.0)
+    mask = np.ones((5, 7), dtype=bool)
+    weights = CellGrid.exact(2, 2, 5, 7).weights(mask[None]).reshape(2, 2)
+    np.testing.assert_allclose(weights, 2.5 * 3.5)
+    mask = np.zeros((3, 3), dtype=bool)
+    mask[1, 1] = True                               # the centre pixel in a 2 x 2 grid: a quarter each
+    np.testing.assert_allclose(CellGrid.exact(2, 2, 3, 3).weights(mask[None]).ravel(), 0.25)
+
+
+def test_regions_report_vanished_mask():
+    from vgsalign.scores.masks import ImageAnnotations
+
+    tiny = np.zeros((2240, 2240), dtype=bool)
+    tiny[1000, 1000] = True                         # between the bilinear sample points at 224
+    image = ImageAnnotations(1, 2240, 2240, {1: [rle_of(tiny)], 18: [polygon_rect(100, 100, 900, 900)]})
+    regions = build_image_regions(image, [1, 18], "reference", 14, 14, 224, 0.01)
+    assert regions.vanished(1) and not regions.vanished(18)
+    exact = build_image_regions(image, [1, 18], "exact", 14, 14)
+    assert not exact.vanished(1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reference_mask_equals_full_resize(seed):
+    """Resizing only the object's box gives the same mask as resizing the whole image."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(20, 700, size=2)
+    mask = np.zeros((h, w), dtype=bool)
+    y0, x0 = rng.integers(0, h), rng.integers(0, w)
+    mask[y0:y0 + rng.integers(1, h), x0:x0 + rng.integers(1, w)] = True
+    mask &= rng.random((h, w)) < 0.9
+    mask = np.asfortranarray(mask) if seed % 2 else mask
+    grid = int(rng.choice([56, 224]))
+    for threshold in (0.01, 0.5):
+        expected = bilinear_resize(mask, grid, grid) >= threshold
+        np.testing.assert_array_equal(reference_mask(mask, grid, threshold), expected)
