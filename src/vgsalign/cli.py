@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as stop:
             return int(stop.code or 0)
         return 1
+    from . import runtime
+
+    runtime.STEP = argv[0]
     module = importlib.import_module(f".{command.module}", __package__)
     return run_main(argv[0], module.main, [*command.prefix, *argv[1:]])
 

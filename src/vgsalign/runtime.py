@@ -15,6 +15,9 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 
+# the step that is running (set by vgsalign.cli), named at the start of each plain progress
+# line, since a parallel workflow interleaves the lines of several steps on one terminal
+STEP = ""
 # seconds between plain progress lines when stderr is not a terminal (a log file, a pipe)
 LOG_INTERVAL_S = float(os.environ.get("VGSALIGN_PROGRESS_INTERVAL", "15"))
 
@@ -59,7 +62,7 @@ class LogLines:
     def _line(self) -> None:
         elapsed = time.monotonic() - self.start
         done = f"{self.n}/{self.total} {self.unit}" if self.total else f"{self.n} {self.unit}"
-        text = f"{self.desc}: {done}"
+        text = f"{STEP + ': ' if STEP else ''}{self.desc}: {done}"
         if self.total:
             text += f" ({100 * self.n / self.total:.0f}%)"
         text += f", elapsed {_clock(elapsed)}"

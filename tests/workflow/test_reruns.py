@@ -138,7 +138,7 @@ def test_the_report_follows_every_stage(workflow, change):
 
 
 def test_an_edited_report_module_reruns_only_the_report(workflow):
-    path = workflow.tree / "src/vgsalign/report_figures.py"
+    path = workflow.tree / "src/vgsalign/report/figures.py"
     original = path.read_text()
     try:
         path.write_text(original + "\n# an edit\n")
@@ -154,9 +154,13 @@ def test_settings_that_change_no_number_rerun_nothing(workflow):
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("alignment_scores", {"score_pairs": 1}),
-    ("features_visual", {"features_visual": 2, "train_model": 1, "tensors_dump": 1, "score_pairs": 1}),
-    ("pairs", {"testdata_pairs": 1, "testdata_summary": 1, "tensors_dump": 1, "score_pairs": 1}),
+    ("scores/alignment", {"score_pairs": 1}),
+    # a rule hashes its whole subpackage: an edit anywhere in it reruns the subpackage's rules
+    ("features/visual", {"features_images": 1, "features_captions": 1, "features_audio": 2, "features_visual": 2,
+                         "train_model": 1, "tensors_dump": 1, "score_pairs": 1}),
+    ("testdata/pairs", {"testdata_dataset": 1, "testdata_frames": 1, "testdata_nouns": 1, "testdata_vocab": 1,
+                        "testdata_labels": 1, "testdata_similarities": 1, "testdata_histogram": 1,
+                        "testdata_pairs": 1, "testdata_summary": 1, "tensors_dump": 1, "score_pairs": 1}),
 ])
 def test_an_edited_stage_module_reruns_its_stage_and_what_follows(workflow, module, expected):
     path = workflow.tree / "src/vgsalign" / f"{module}.py"

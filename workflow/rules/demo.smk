@@ -25,7 +25,7 @@ rule demo_corpus_split:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign demo-corpus-split --settings {params.settings} --split {wildcards.split} "
-        "--out {params.out} --workers {threads} > {log} 2>&1"
+        "--out {params.out} --workers {threads} 2>&1 | tee {log}"
 
 
 rule demo_corpus:

@@ -46,7 +46,7 @@ rule features_images:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign features-images --instances {params.instances} --settings {params.sharding}"
-        " --expected-shards {params.n_shards} --out {output} > {log} 2>&1"
+        " --expected-shards {params.n_shards} --out {output} 2>&1 | tee {log}"
 
 
 rule features_captions:
@@ -69,7 +69,7 @@ rule features_captions:
     shell:
         "vgsalign features-captions --images {input.images} --source {params.source}"
         " --speech-root {params.speech_root} --split {wildcards.split} --settings {params.sharding}"
-        " --out {output.captions} --rejects {output.rejects} > {log} 2>&1"
+        " --out {output.captions} --rejects {output.rejects} 2>&1 | tee {log}"
 
 
 rule features_audio:
@@ -94,7 +94,7 @@ rule features_audio:
     shell:
         "vgsalign features-audio --captions {input.captions} --split {wildcards.split} --shard {wildcards.shard}"
         " --n-shards {params.n_shards} --settings {params.audio} --frames {params.frames}"
-        " --sharding {params.sharding} --threads {threads} --out {output} > {log} 2>&1"
+        " --sharding {params.sharding} --threads {threads} --out {output} 2>&1 | tee {log}"
 
 
 rule features_visual:
@@ -124,7 +124,7 @@ rule features_visual:
         "vgsalign features-visual --images {input.images} --image-dir {params.image_dir}"
         " --split {wildcards.split} --shard {wildcards.shard} --n-shards {params.n_shards}"
         " --settings {params.visual} --sharding {params.sharding} --batch-size {resources.batch_size}"
-        " --num-workers $(( {threads} - 1 )) --threads {threads} --out {output} > {log} 2>&1"
+        " --num-workers $(( {threads} - 1 )) --threads {threads} --out {output} 2>&1 | tee {log}"
 
 
 rule features:

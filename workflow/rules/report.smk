@@ -101,7 +101,7 @@ rule report_html:
         " --tensors {input.tensors} --instances {params.instances} --images {params.images}"
         " --audio {input.audio} --visual {input.visual} --threshold {params.threshold}"
         " --settings {params.settings} --run-config {params.run_config}"
-        " --figures {params.figures} --out {output.html} > {log} 2>&1"
+        " --figures {params.figures} --out {output.html} 2>&1 | tee {log}"
 
 
 rule report:

@@ -15,7 +15,7 @@ rule tagger:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign tagger --policy {params.policy} --nltk-data {params.nltk_data} > {log} 2>&1"
+        "vgsalign tagger --policy {params.policy} --nltk-data {params.nltk_data} 2>&1 | tee {log}"
 
 
 rule word_vectors:
@@ -31,7 +31,7 @@ rule word_vectors:
     resources:
         mem_mb=8000 if config["word_vectors"]["source"] == "word2vec" else 2000,
     shell:
-        "vgsalign word-vectors --settings {params.settings} --out {output} > {log} 2>&1"
+        "vgsalign word-vectors --settings {params.settings} --out {output} 2>&1 | tee {log}"
 
 
 rule resources:

@@ -43,7 +43,7 @@ rule score_pairs:
     shell:
         "vgsalign score-pairs --tensors {input.tensors} --pairs {input.pairs} --instances {params.instances}"
         " --retrieval {input.retrieval} --settings {params.settings} --max-frames {params.max_frames}"
-        " --hop-s {params.hop_s} --workers {threads} --out {params.out_dir} > {log} 2>&1"
+        " --hop-s {params.hop_s} --workers {threads} --out {params.out_dir} 2>&1 | tee {log}"
 
 
 rule scores:

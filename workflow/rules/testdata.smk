@@ -33,7 +33,7 @@ rule testdata_dataset:
     shell:
         "vgsalign testdata-dataset --source {params.source} --speech-root {params.speech_root} {params.alignments}"
         " --instances {params.instances} --split {params.split} --out-dir {params.out_dir}"
-        " --report {output.report} > {log} 2>&1"
+        " --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_frames:
@@ -52,7 +52,7 @@ rule testdata_frames:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-frames --utterances {input.utterances} --words {input.words} --settings {params.settings}"
-        " --out {output.frames} --report {output.report} > {log} 2>&1"
+        " --out {output.frames} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_nouns:
@@ -71,7 +71,7 @@ rule testdata_nouns:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-nouns --frames {input.frames} --tagger {input.tagger} --settings {params.settings}"
-        " --out {output.nouns} --report {output.report} > {log} 2>&1"
+        " --out {output.nouns} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_vocab:
@@ -90,7 +90,7 @@ rule testdata_vocab:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-vocab --nouns {input.nouns} --vectors {input.vectors} --settings {params.settings}"
-        " --out {output.vocab} --report {output.report} > {log} 2>&1"
+        " --out {output.vocab} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_labels:
@@ -108,7 +108,7 @@ rule testdata_labels:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-labels --instances {params.instances} --utterances {input.utterances}"
-        " --out {output.labels} --report {output.report} > {log} 2>&1"
+        " --out {output.labels} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_similarities:
@@ -127,7 +127,7 @@ rule testdata_similarities:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-similarities --vocab {input.vocab} --labels {input.labels} --vectors {input.vectors}"
-        " --out {output.similarities} --report {output.report} > {log} 2>&1"
+        " --out {output.similarities} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_histogram:
@@ -145,7 +145,7 @@ rule testdata_histogram:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-histogram --similarities {input.similarities} --threshold {params.threshold}"
-        " --vectors-name {params.vectors} --out {output} > {log} 2>&1"
+        " --vectors-name {params.vectors} --out {output} 2>&1 | tee {log}"
 
 
 rule testdata_pairs:
@@ -165,7 +165,7 @@ rule testdata_pairs:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-pairs --similarities {input.similarities} --vocab {input.vocab} --utterances {input.utterances}"
-        " --settings {params.settings} --out {output.pairs} --report {output.report} > {log} 2>&1"
+        " --settings {params.settings} --out {output.pairs} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_summary:
@@ -185,7 +185,7 @@ rule testdata_summary:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-summary --reports {params.reports} --pairs {input.pairs}"
-        " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
+        " --out-json {output.json} --out-md {output.md} 2>&1 | tee {log}"
 
 
 rule testdata:

@@ -39,7 +39,7 @@ rule train_model:
         " --val-audio {input.val_audio} --val-visual {input.val_visual}"
         " --train-split {params.train_split} --val-split {params.val_split}"
         " --model {params.model} --train {params.train} --frames {params.frames}"
-        " --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
+        " --threads {threads} --out-dir {params.out_dir} 2>&1 | tee {log}"
 
 
 rule tensors_dump:
@@ -65,7 +65,7 @@ rule tensors_dump:
     shell:
         "vgsalign tensors-dump --checkpoint {input.checkpoint} --pairs {input.pairs}"
         " --audio {input.audio} --visual {input.visual} --model {params.model} --frames {params.frames}"
-        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        " --device {params.device} --threads {threads} --out {output} 2>&1 | tee {log}"
 
 
 rule train:
