@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
@@ -39,6 +40,64 @@ def set_torch_threads(requested: int) -> int:
     if requested > 0:
         torch.set_num_threads(max(1, min(requested, usable_cpus())))
     return torch.get_num_threads()
+
+
+def _read_number(path: Path) -> int | None:
+    """An integer from a cgroup file; None for "max", a missing file or junk."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def cgroup_memory_left(*, proc_cgroup: Path = Path("/proc/self/cgroup"),
+                       root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes this process's cgroup may still allocate (limit - usage), the tightest over its
+    cgroup and the ancestors visible here; None when no limit is set. A SLURM job or a
+    container is held to its cgroup limit, whatever the node has free. Reads cgroup v2
+    (memory.max, memory.current) and v1 (memory.limit_in_bytes, memory.usage_in_bytes)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    candidates = []  # (folder, limit file, usage file)
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        relative = Path(path.lstrip("/"))
+        if hierarchy == "0" and controllers == "":
+            base, files = root, ("memory.max", "memory.current")
+            if (root / "unified").is_dir() and not (root / "memory.max").exists():
+                base = root / "unified"
+        elif "memory" in controllers.split(","):
+            base, files = root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        folders = [base / relative, *(base / parent for parent in relative.parents)]
+        candidates += [(folder, *files) for folder in folders]
+    left = None
+    for folder, limit_file, usage_file in candidates:
+        limit = _read_number(folder / limit_file)
+        if limit is None or limit >= 2**60:       # "max", or v1's "no limit" (about 2**63)
+            continue
+        usage = _read_number(folder / usage_file) or 0
+        left = max(0, limit - usage) if left is None else min(left, max(0, limit - usage))
+    return left
+
+
+def memory_available() -> int | None:
+    """Bytes this process can still allocate: the node's available memory (MemAvailable),
+    capped by the cgroup limit when there is one; None when neither can be read."""
+    node = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                node = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = cgroup_memory_left()
+    known = [n for n in (node, cgroup) if n is not None]
+    return min(known) if known else None
 
 
 def _clock(seconds: float) -> str:

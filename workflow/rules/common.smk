@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from vgsalign.config import validate_config
 from vgsalign.errors import InputError
+from vgsalign.sizing import JobSize
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -79,3 +80,30 @@ def tagger_manifest():
 
 def vectors_file():
     return f"{RESOURCES}/vectors/{config['word_vectors']['source']}.kv"
+
+
+# --------------------------------------------------------------------------- job sizes
+# SLURM sizes each job from its inputs (vgsalign.sizing.JobSize): memory and runtime grow
+# linearly with the input files' size, and memory grows by half on every retry (the slurm
+# profile sets `retries`). The figures are per rule in JOB_SIZES;
+# each job also writes a benchmark file (wall time, max RSS) under
+# results/<name>/benchmarks/ to check them against (docs/cluster.md).
+
+BENCHMARKS = f"{RESULTS}/benchmarks"
+
+# Per rule: memory is bounded by what a job holds at once (a shard, a batch, its output
+# tables), so only the steps whose outputs grow with their inputs get a per-MB share.
+JOB_SIZES = {
+    "demo_corpus_split": JobSize(mem_mb_base=2500, runtime_min_base=60),
+    "tagger": JobSize(mem_mb_base=1000, runtime_min_base=10),
+    "word_vectors": JobSize(mem_mb_base=8000 if config["word_vectors"]["source"] == "word2vec" else 2000, runtime_min_base=30),
+    # the test-set steps hold their tables: ~10 bytes of memory per byte of CSV read
+    "testdata": JobSize(mem_mb_base=2000, runtime_min_base=20, mem_mb_per_input_mb=10.0, runtime_min_per_input_mb=0.05),
+    "features_index": JobSize(mem_mb_base=2000, runtime_min_base=20, mem_mb_per_input_mb=5.0, runtime_min_per_input_mb=0.02),
+    "features_audio": JobSize(mem_mb_base=3000, runtime_min_base=60),
+    "features_visual": JobSize(mem_mb_base=6000, runtime_min_base=120),
+    "train_model": JobSize(mem_mb_base=12000, runtime_min_base=240, runtime_min_per_input_mb=0.05),
+    "tensors_dump": JobSize(mem_mb_base=6000, runtime_min_base=30, runtime_min_per_input_mb=0.002),
+    "score_pairs": JobSize(mem_mb_base=3000, runtime_min_base=20, mem_mb_per_input_mb=0.5, runtime_min_per_input_mb=0.01),
+    "report_html": JobSize(mem_mb_base=2000, runtime_min_base=15, mem_mb_per_input_mb=2.0),
+}

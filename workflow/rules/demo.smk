@@ -18,9 +18,12 @@ rule demo_corpus_split:
         code=code_version("demo"),
     log:
         f"{LOGS}/demo/{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/demo_corpus_split_{{split}}.tsv"
     threads: 2
     resources:
-        mem_mb=lambda wildcards, threads: 1000 + 700 * threads,
+        mem_mb=JOB_SIZES["demo_corpus_split"].mem_mb,
+        runtime=JOB_SIZES["demo_corpus_split"].runtime,
     conda:
         "../../envs/vgsalign.yaml"
     shell:

@@ -40,8 +40,13 @@ rule features_images:
         code=code_version("features", "corpus"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
+    resources:
+        mem_mb=JOB_SIZES["features_index"].mem_mb,
+        runtime=JOB_SIZES["features_index"].runtime,
     log:
         f"{LOGS}/features/images_{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/features_images_{{split}}.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -62,8 +67,13 @@ rule features_captions:
         code=code_version("features", "corpus"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
+    resources:
+        mem_mb=JOB_SIZES["features_index"].mem_mb,
+        runtime=JOB_SIZES["features_index"].runtime,
     log:
         f"{LOGS}/features/captions_{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/features_captions_{{split}}.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -87,8 +97,13 @@ rule features_audio:
         split="|".join(USED_SPLITS),
         shard=r"\d{5}",
     threads: 2
+    resources:
+        mem_mb=JOB_SIZES["features_audio"].mem_mb,
+        runtime=JOB_SIZES["features_audio"].runtime,
     log:
         f"{LOGS}/features/audio_{{split}}_{{shard}}.log",
+    benchmark:
+        f"{BENCHMARKS}/features_audio_{{split}}_{{shard}}.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -114,10 +129,14 @@ rule features_visual:
     # decoding workers = threads - 1 (Snakemake scales threads down to the cores given)
     threads: config["visual"]["num_workers"] + 1
     resources:
+        mem_mb=JOB_SIZES["features_visual"].mem_mb,
+        runtime=JOB_SIZES["features_visual"].runtime,
         gpu=1,
         batch_size=config["visual"]["batch_size"],
     log:
         f"{LOGS}/features/visual_{{split}}_{{shard}}.log",
+    benchmark:
+        f"{BENCHMARKS}/features_visual_{{split}}_{{shard}}.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:

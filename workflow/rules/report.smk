@@ -92,8 +92,13 @@ rule report_html:
         images=f"{coco_root()}/images/{SPLITS['test']}",
         figures=lambda w, output: str(Path(output.similarities).parent),
         code=code_version("report", "scores", "testdata", "features", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["report_html"].mem_mb,
+        runtime=JOB_SIZES["report_html"].runtime,
     log:
         f"{LOGS}/report/report.log",
+    benchmark:
+        f"{BENCHMARKS}/report_html.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:

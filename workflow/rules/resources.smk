@@ -10,8 +10,13 @@ rule tagger:
         policy=config["resources"]["tagger"],
         nltk_data=lambda wildcards, output: str(Path(output[0]).parent),
         code=code_version("resources"),
+    resources:
+        mem_mb=JOB_SIZES["tagger"].mem_mb,
+        runtime=JOB_SIZES["tagger"].runtime,
     log:
         f"{LOGS}/resources/tagger.log",
+    benchmark:
+        f"{BENCHMARKS}/tagger.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -26,10 +31,13 @@ rule word_vectors:
         code=code_version("resources"),
     log:
         f"{LOGS}/resources/word_vectors.log",
+    benchmark:
+        f"{BENCHMARKS}/word_vectors.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     resources:
-        mem_mb=8000 if config["word_vectors"]["source"] == "word2vec" else 2000,
+        mem_mb=JOB_SIZES["word_vectors"].mem_mb,
+        runtime=JOB_SIZES["word_vectors"].runtime,
     shell:
         "vgsalign word-vectors --settings {params.settings} --out {output} 2>&1 | tee {log}"
 

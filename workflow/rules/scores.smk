@@ -36,8 +36,13 @@ rule score_pairs:
         out_dir=lambda w, output: str(Path(output.summary).parent),
         code=code_version("scores"),
     threads: 8
+    resources:
+        mem_mb=JOB_SIZES["score_pairs"].mem_mb,
+        runtime=JOB_SIZES["score_pairs"].runtime,
     log:
         f"{LOGS}/scores/score.log",
+    benchmark:
+        f"{BENCHMARKS}/score_pairs.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:

@@ -26,8 +26,13 @@ rule testdata_dataset:
         split=TEST_SPLIT,
         out_dir=lambda wildcards, output: str(Path(output.utterances).parent),
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/dataset.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_dataset.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -46,8 +51,13 @@ rule testdata_frames:
     params:
         settings=as_json(config["frames"]),
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/frames.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_frames.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -65,8 +75,13 @@ rule testdata_nouns:
     params:
         settings=as_json(config["nouns"]),
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/nouns.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_nouns.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -84,8 +99,13 @@ rule testdata_vocab:
     params:
         settings=as_json(config["vocab"]),
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/vocab.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_vocab.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -102,8 +122,13 @@ rule testdata_labels:
     params:
         instances=instances_json(TEST_SPLIT),
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/labels.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_labels.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -121,8 +146,13 @@ rule testdata_similarities:
         report=f"{TESTDATA}/reports/similarities.json",
     params:
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/similarities.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_similarities.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -139,8 +169,13 @@ rule testdata_histogram:
         threshold=config["match"]["threshold"],
         vectors=config["word_vectors"]["source"],
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/histogram.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_histogram.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -159,8 +194,13 @@ rule testdata_pairs:
     params:
         settings=as_json(config["match"]),
         code=code_version("testdata", "corpus", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/pairs.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_pairs.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -179,8 +219,13 @@ rule testdata_summary:
     params:
         reports=lambda wildcards, input: str(Path(input.reports[0]).parent),
         code=code_version("testdata", "tables"),
+    resources:
+        mem_mb=JOB_SIZES["testdata"].mem_mb,
+        runtime=JOB_SIZES["testdata"].runtime,
     log:
         f"{LOGS}/testdata/summary.log",
+    benchmark:
+        f"{BENCHMARKS}/testdata_summary.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:

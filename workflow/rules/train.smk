@@ -29,9 +29,13 @@ rule train_model:
         code=code_version("train", "features", "runtime"),
     threads: 8
     resources:
+        mem_mb=JOB_SIZES["train_model"].mem_mb,
+        runtime=JOB_SIZES["train_model"].runtime,
         gpu=1,
     log:
         f"{LOGS}/train/train.log",
+    benchmark:
+        f"{BENCHMARKS}/train_model.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:
@@ -57,9 +61,13 @@ rule tensors_dump:
         code=code_version("train", "features", "runtime"),
     threads: 4
     resources:
+        mem_mb=JOB_SIZES["tensors_dump"].mem_mb,
+        runtime=JOB_SIZES["tensors_dump"].runtime,
         gpu=1,
     log:
         f"{LOGS}/tensors/tensors.log",
+    benchmark:
+        f"{BENCHMARKS}/tensors_dump.tsv"
     conda:
         "../../envs/vgsalign.yaml"
     shell:

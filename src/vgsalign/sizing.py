@@ -1,0 +1,43 @@
+"""Cluster job sizes: memory and runtime of a rule's jobs from the size of their inputs.
+
+The workflow gives each rule a JobSize (workflow/rules/common.smk, JOB_SIZES); SLURM then
+asks for what the job's inputs need, and more on every retry.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+# memory grows by this factor on every retry: a job killed for memory comes back bigger
+RETRY_MEMORY_FACTOR = 1.5
+
+
+def input_mb(paths: Iterable[str]) -> float:
+    """Total size of the existing files among `paths`, in MB (missing ones count 0, as in a dry run)."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass
+    return total / 1e6
+
+
+@dataclass(frozen=True)
+class JobSize:
+    """A base plus a share per MB of input, for memory (MB) and runtime (minutes).
+    `mem_mb` and `runtime` have the signature Snakemake gives resource callables."""
+
+    mem_mb_base: int
+    runtime_min_base: int
+    mem_mb_per_input_mb: float = 0.0
+    runtime_min_per_input_mb: float = 0.0
+
+    def mem_mb(self, wildcards, input, attempt: int = 1) -> int:
+        need = self.mem_mb_base + self.mem_mb_per_input_mb * input_mb(input)
+        return int(need * RETRY_MEMORY_FACTOR ** (attempt - 1))
+
+    def runtime(self, wildcards, input, attempt: int = 1) -> int:
+        return int((self.runtime_min_base + self.runtime_min_per_input_mb * input_mb(input)) * attempt)
