@@ -31,6 +31,7 @@ COMMANDS: list[Command] = [
     Command("tagger", "resources.provision", "provision the NLTK POS tagger offline", prefix=("tagger",)),
     Command("word-vectors", "resources.provision", "provision the word vectors as gensim KeyedVectors",
             prefix=("vectors",)),
+    Command("corpus-state", "corpus.state", "record the state of a split's corpus files (names, sizes, mtimes)"),
     Command("testdata-dataset", "testdata.dataset", "read a split's captions: utterances and word times",
             aliases=("dataset",)),
     Command("testdata-frames", "testdata.frames", "word times -> spans on the model's input-frame grid",

@@ -70,8 +70,26 @@ def instances_json(split):
 
 
 def corpus_ready(split):
-    """Files that must exist before a split's corpus is read (the demo corpus manifest)."""
-    return [f"{RESULTS}/corpus/manifest_{split}.json"] if IS_DEMO else []
+    """Inputs of every step that reads a split's corpus: the demo corpus manifest (which
+    makes the demo corpus first), and the split's corpus state (workflow/rules/corpus.smk),
+    which changes when a file of the corpus does."""
+    manifest = [f"{RESULTS}/corpus/manifest_{split}.json"] if IS_DEMO else []
+    return manifest + [corpus_state_file(split)]
+
+
+def corpus_state_file(split):
+    return f"{RESULTS}/corpus/state_{split}.json"
+
+
+def corpus_watch(split):
+    """The files and folders of a split's corpus whose changes rerun the steps that read them."""
+    speech = Path(speech_root())
+    watch = [speech / split if (speech / split).is_dir() else speech, Path(instances_json(split))]
+    coco = Path(coco_root())
+    watch += [folder for folder in (coco / split, coco / "images" / split) if folder.is_dir()]
+    if not IS_DEMO and config["dataset"]["alignments_root"]:
+        watch.append(Path(config["dataset"]["alignments_root"]))
+    return [str(p) for p in watch]
 
 
 def tagger_manifest():
@@ -95,6 +113,7 @@ BENCHMARKS = f"{RESULTS}/benchmarks"
 # tables), so only the steps whose outputs grow with their inputs get a per-MB share.
 JOB_SIZES = {
     "demo_corpus_split": JobSize(mem_mb_base=2500, runtime_min_base=60),
+    "corpus_state": JobSize(mem_mb_base=1000, runtime_min_base=30),
     "tagger": JobSize(mem_mb_base=1000, runtime_min_base=10),
     "word_vectors": JobSize(mem_mb_base=8000 if config["word_vectors"]["source"] == "word2vec" else 2000, runtime_min_base=30),
     # the test-set steps hold their tables: ~10 bytes of memory per byte of CSV read

@@ -149,3 +149,4 @@ rule features_visual:
 rule features:
     input:
         [FEATURE_SHARDS[key] for key in sorted(FEATURE_SHARDS)],
+        expand(rules.features_captions.output, split=USED_SPLITS),

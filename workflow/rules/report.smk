@@ -112,3 +112,4 @@ rule report_html:
 rule report:
     input:
         rules.report_html.output,
+        rules.scores.input,

@@ -54,3 +54,4 @@ rule score_pairs:
 rule scores:
     input:
         rules.score_pairs.output,
+        rules.tensors.input,

@@ -233,9 +233,17 @@ rule testdata_summary:
         " --out-json {output.json} --out-md {output.md} 2>&1 | tee {log}"
 
 
+# Each target lists every file of its stage and of the stages before it, so that a plain
+# `snakemake scores` rebuilds an intermediate file that was deleted (Snakemake does not
+# regenerate a missing intermediate on its own while the files after it are up to date).
 rule testdata:
     input:
-        rules.testdata_pairs.output.pairs,
+        rules.testdata_dataset.output,
+        rules.testdata_frames.output,
+        rules.testdata_nouns.output,
+        rules.testdata_vocab.output,
+        rules.testdata_labels.output,
+        rules.testdata_similarities.output,
         rules.testdata_histogram.output,
-        rules.testdata_summary.output.json,
-        rules.testdata_summary.output.md,
+        rules.testdata_pairs.output,
+        rules.testdata_summary.output,

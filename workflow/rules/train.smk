@@ -79,8 +79,11 @@ rule tensors_dump:
 rule train:
     input:
         rules.train_model.output,
+        rules.features.input,
 
 
 rule tensors:
     input:
         rules.tensors_dump.output,
+        rules.train.input,
+        rules.testdata.input,
