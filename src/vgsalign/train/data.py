@@ -1,199 +1,82 @@
-"""Training data: the feature shards of a split, joined caption -> image, and batches.
+"""Training data: a split's captions joined to their images, the epoch order, and batches.
 
-Shards are read read-only (format in docs/formats.md, "Feature shards"): audio shards hold
-one row per caption (`utt_id`, `image_id`, `logmel`, `n_frames`, `pad_frames`), visual
-shards one row per image (`image_id`, `features` (N, H, W, C)). A split is loaded into
-memory whole (the demo's train split is about 0.7 GB; a refusal names the size when it
-does not fit), then:
+A split is opened by its ids (`streaming.open_split`) and streamed a few shards at a time
+(see vgsalign.train.streaming). `load_split` instead holds a whole split in memory
+(`SplitData`: the tensor dump, tests and benchmarks); it serves the same groups from
+memory, so both give the same batches.
 
-- on a GPU, the arrays are moved to GPU memory when they fit in half of the free memory,
-  so a batch is an index_select on the device and the loader costs nothing; otherwise
-  they stay in pinned host memory and a background thread prepares the next batch while
-  the GPU works on the current one (non-blocking copies);
-- on the CPU, a batch is a numpy gather.
-
-Epoch order follows the original: each epoch every caption is used once, in rounds by
-caption index (round r holds the r-th caption of every image, each image's captions in a
-seeded random order), each round shuffled; batches are cut from the rounds in order, so
-a batch rarely holds two captions of one image (the losses mask those anyway).
+Epoch order follows the original within a group of shards: each epoch every caption is
+used once, in rounds by caption index (round r holds the r-th caption of every image of
+the group, each image's captions in a seeded random order), each round shuffled; batches
+are cut from the rounds in order, so a batch rarely holds two captions of one image (the
+losses mask those anyway). The groups themselves come from a seeded permutation of the
+shards per epoch (`epoch_plan`), so captions are shuffled across shards as well.
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-import h5py
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..features.shards import check_compatible
+from ..runtime import memory_available
+from .streaming import (AUDIO_DATASETS, VISUAL_DATASETS, Group, GroupPlan, ShardedSplit, decode_ids, group_reader,
+                        open_split, prefetched, read_rows, require_datasets, shard_groups)
 
-AUDIO_DATASETS = ("utt_id", "image_id", "logmel", "n_frames", "pad_frames")
-VISUAL_DATASETS = ("image_id", "features")
+__all__ = ["AUDIO_DATASETS", "VISUAL_DATASETS", "decode_ids", "require_datasets", "SplitData", "load_split"]
 # checked between a split's shards and against the settings, when a shard records them
 FRAME_ATTRS = {"max_frames": "max", "padding": "padding", "hop_s": "hop_s"}
 
 
 @dataclass
-class SplitData:
-    """One split in memory: captions with the row of their image."""
+class SplitData(ShardedSplit):
+    """A whole split in memory (float32): `logmel[c]` of caption c, `features[i]` of image row i."""
 
-    name: str
-    audio_files: list[str]
-    visual_files: list[str]
-    utt_ids: np.ndarray  # (Nc,) str
-    caption_image: np.ndarray  # (Nc,) row into image_ids/features
-    logmel: np.ndarray  # (Nc, frames, n_mels)
-    n_frames: np.ndarray  # (Nc,)
-    pad_frames: np.ndarray  # (Nc,)
-    image_ids: np.ndarray  # (Ni,) int64
-    features: np.ndarray  # (Ni, H, W, C)
-    audio_attrs: dict = field(default_factory=dict)
-    visual_attrs: dict = field(default_factory=dict)
-    n_images_without_captions: int = 0
+    logmel: np.ndarray | None = None  # (Nc, frames, n_mels)
+    features: np.ndarray | None = None  # (Ni, H, W, C)
 
-    @property
-    def n_captions(self) -> int:
-        return len(self.utt_ids)
-
-    @property
-    def n_images(self) -> int:
-        return len(self.image_ids)
-
-    def files(self) -> str:
-        return ", ".join(self.audio_files[:2] + self.visual_files[:2]) + (" ..." if len(self.audio_files) > 2 else "")
-
-
-def decode_ids(values: np.ndarray) -> np.ndarray:
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
-
-
-def require_datasets(h5: h5py.File, path: str, names: Sequence[str], what: str) -> None:
-    missing = [n for n in names if n not in h5]
-    if missing:
-        raise InputError(path, f"{what} shard lacks dataset(s) {missing} (see docs/formats.md, Feature shards)")
-
-
-def _check_memory(nbytes: int, files: list[str]) -> None:
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    if nbytes > 0.8 * available:
-        raise InputError(
-            files[0], f"the split's features need {nbytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
-            f"of memory is free; training loads a split into memory"
-        )
+    def read_group(self, shards: Sequence[int], pin: bool = False) -> Group:
+        captions = np.flatnonzero(np.isin(self.caption_shard, shards))
+        images = np.unique(self.caption_image[captions])
+        return Group.build(self, captions, images, self.logmel[captions], self.features[images], pin)
 
 
 def load_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str]) -> SplitData:
-    """Read a split's shards, check them against each other and join captions to images."""
-    audio_files = [str(p) for p in audio_files]
-    visual_files = [str(p) for p in visual_files]
-    if not audio_files or not visual_files:
-        raise InputError(name, f"split has {len(audio_files)} audio and {len(visual_files)} visual shard files; need both")
-    for path in audio_files + visual_files:
-        if not Path(path).is_file():
-            raise InputError(path, "feature shard not found")
-
-    # shapes and attributes first (cheap), then the arrays
-    # every extraction attribute must agree between a split's shards (vgsalign.features.shards)
-    audio_attrs, visual_attrs = check_compatible(audio_files), check_compatible(visual_files)
-    audio_meta, visual_meta = [], []
-    nbytes = 0
-    for path in audio_files:
-        with h5py.File(path, "r") as h5:
-            require_datasets(h5, path, AUDIO_DATASETS, "audio")
-            audio_meta.append((path, audio_attrs, h5["logmel"].shape))
-            nbytes += h5["logmel"].size * 4
-    for path in visual_files:
-        with h5py.File(path, "r") as h5:
-            require_datasets(h5, path, VISUAL_DATASETS, "visual")
-            visual_meta.append((path, visual_attrs, h5["features"].shape))
-            nbytes += h5["features"].size * 4
-    for meta, what in ((audio_meta, "audio"), (visual_meta, "visual")):
-        for path, _, shape in meta[1:]:
-            if tuple(shape[1:]) != tuple(meta[0][2][1:]):
-                raise InputError(path, f"{what} rows shaped {tuple(shape[1:])}, but {meta[0][0]} has {tuple(meta[0][2][1:])}")
-        for path, attrs, shape in meta:
-            if what == "audio" and "n_mels" in attrs and int(attrs["n_mels"]) != shape[2]:
-                raise InputError(path, f"attribute n_mels = {attrs['n_mels']} but logmel has {shape[2]} bands")
-    _check_memory(nbytes, audio_files)
-
-    utt_ids, cap_image_ids, logmel, n_frames, pad_frames = [], [], [], [], []
-    for path in audio_files:
-        with h5py.File(path, "r") as h5:
-            utt_ids.append(decode_ids(h5["utt_id"][...]))
-            cap_image_ids.append(h5["image_id"][...].astype(np.int64))
-            logmel.append(np.asarray(h5["logmel"][...], dtype=np.float32))
-            n_frames.append(h5["n_frames"][...].astype(np.int32))
-            pad_frames.append(h5["pad_frames"][...].astype(np.int32))
-    image_ids, features = [], []
-    for path in visual_files:
-        with h5py.File(path, "r") as h5:
-            image_ids.append(h5["image_id"][...].astype(np.int64))
-            features.append(np.asarray(h5["features"][...], dtype=np.float32))
-
-    all_image_ids = np.concatenate(image_ids)
-    row_of = {}
-    for row, image_id in enumerate(all_image_ids.tolist()):
-        if image_id in row_of:
-            raise InputError(visual_files[0], f"image {image_id} appears twice in the {name} visual shards")
-        row_of[image_id] = row
-    all_cap_ids = np.concatenate(cap_image_ids)
-    if len(all_cap_ids) == 0 or len(all_image_ids) == 0:
-        raise InputError(audio_files[0], f"split {name} is empty ({len(all_cap_ids)} captions, {len(all_image_ids)} images)")
-    unknown = [(i, c) for i, c in enumerate(all_cap_ids.tolist()) if c not in row_of]
-    if unknown:
-        ids = sorted({c for _, c in unknown})
-        raise InputError(
-            audio_files[0], f"{len(unknown)} caption(s) of split {name} refer to {len(ids)} image(s) missing from "
-            f"its visual shards, first: {ids[:5]}"
-        )
-    caption_rows = np.array([row_of[c] for c in all_cap_ids.tolist()], dtype=np.int64)
-    all_utts = np.concatenate(utt_ids)
-    if len(set(all_utts.tolist())) != len(all_utts):
-        raise InputError(audio_files[0], f"duplicate utt_id in the {name} audio shards")
-
-    # images without any caption take no part in training or retrieval: drop them (counted)
-    has_caption = np.zeros(len(all_image_ids), dtype=bool)
-    has_caption[caption_rows] = True
-    features_all = np.concatenate(features)
-    new_row = np.cumsum(has_caption) - 1
-    return SplitData(
-        name=name, audio_files=audio_files, visual_files=visual_files,
-        utt_ids=all_utts, caption_image=new_row[caption_rows],
-        logmel=np.concatenate(logmel), n_frames=np.concatenate(n_frames), pad_frames=np.concatenate(pad_frames),
-        image_ids=all_image_ids[has_caption], features=features_all[has_caption] if not has_caption.all() else features_all,
-        audio_attrs=audio_attrs, visual_attrs=visual_attrs,
-        n_images_without_captions=int((~has_caption).sum()),
-    )
+    """Read a split's shards whole into memory (after the checks of `open_split`)."""
+    index = open_split(name, audio_files, visual_files)
+    frames, n_mels = index.logmel_shape
+    nbytes = 4 * (index.n_captions * frames * n_mels + index.n_images * int(np.prod(index.feature_shape)))
+    available = memory_available()
+    if available is not None and nbytes > 0.8 * available:
+        raise InputError(index.audio_files[0], f"the split's features need {nbytes / 2**30:.1f} GiB but only "
+                                               f"{available / 2**30:.1f} GiB of memory is free to hold them whole")
+    logmel = [read_rows(path, "logmel", None, index.utt_ids[index.caption_shard == s]).astype(np.float32)
+              for s, path in enumerate(index.audio_files)]
+    features = np.zeros((index.n_images, *index.feature_shape), dtype=np.float32)
+    for v, path in enumerate(index.visual_files):
+        held = np.flatnonzero(index.image_shard == v)
+        features[held] = read_rows(path, "features", index.image_row[held], index.image_ids[held])
+    return SplitData(**vars(index), logmel=np.concatenate(logmel), features=features)
 
 
-def check_splits_agree(train: SplitData, val: SplitData) -> None:
+def check_splits_agree(train: ShardedSplit, val: ShardedSplit) -> None:
     """Train and validation features must come from the same extraction."""
-    if train.logmel.shape[1:] != val.logmel.shape[1:]:
-        raise InputError(
-            val.audio_files[0], f"logmel rows shaped {val.logmel.shape[1:]}, but {train.audio_files[0]} has {train.logmel.shape[1:]}"
-        )
-    if train.features.shape[1:] != val.features.shape[1:]:
-        raise InputError(
-            val.visual_files[0], f"visual rows shaped {val.features.shape[1:]}, but {train.visual_files[0]} has {train.features.shape[1:]}"
-        )
+    if train.logmel_shape != val.logmel_shape:
+        raise InputError(val.audio_files[0], f"logmel rows shaped {val.logmel_shape}, but {train.audio_files[0]} has {train.logmel_shape}")
+    if train.feature_shape != val.feature_shape:
+        raise InputError(val.visual_files[0], f"visual rows shaped {val.feature_shape}, but {train.visual_files[0]} has {train.feature_shape}")
     check_compatible([train.audio_files[0], val.audio_files[0]])
     check_compatible([train.visual_files[0], val.visual_files[0]])
 
 
-def check_frames(data: SplitData, frames_max: int, padding: str, hop_s: float) -> None:
+def check_frames(data: ShardedSplit, frames_max: int, padding: str, hop_s: float) -> None:
     """The shards' frame layout must be the one the config (and the test set) uses."""
-    if data.logmel.shape[1] != frames_max:
-        raise InputError(data.audio_files[0], f"logmel has {data.logmel.shape[1]} frames per row; frames.max is {frames_max}")
+    if data.logmel_shape[0] != frames_max:
+        raise InputError(data.audio_files[0], f"logmel has {data.logmel_shape[0]} frames per row; frames.max is {frames_max}")
     expected = {"max": frames_max, "padding": padding, "hop_s": hop_s}
     for attr, key in FRAME_ATTRS.items():
         if attr in data.audio_attrs:
@@ -204,10 +87,10 @@ def check_frames(data: SplitData, frames_max: int, padding: str, hop_s: float) -
 
 
 def epoch_order(caption_image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Every caption once, in rounds by caption index (see module doc)."""
-    n_images = int(caption_image.max()) + 1
-    per_image: list[list[int]] = [[] for _ in range(n_images)]
-    for c, i in enumerate(caption_image.tolist()):
+    """Every caption once, in rounds by caption index (see module doc); indices into caption_image."""
+    _, image = np.unique(caption_image, return_inverse=True)
+    per_image: list[list[int]] = [[] for _ in range(int(image.max()) + 1)]
+    for c, i in enumerate(image.tolist()):
         per_image[i].append(c)
     for captions in per_image:
         rng.shuffle(captions)
@@ -228,63 +111,44 @@ def cut_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return batches
 
 
-class BatchSource:
-    """Gives (logmel, features, image_rows) tensors on the device for batches of caption indices."""
+def epoch_plan(split: ShardedSplit, use: np.ndarray, shards_per_group: int, rng: np.random.Generator) -> list[GroupPlan]:
+    """One epoch's groups: a permutation of the shards cut into groups, each group's used
+    captions (`use`: bool per caption) in the original's round order."""
+    plans = []
+    for shards in shard_groups(rng.permutation(split.n_audio_shards), shards_per_group):
+        captions = np.flatnonzero(use & np.isin(split.caption_shard, shards))
+        if len(captions):
+            plans.append(GroupPlan(shards, captions[epoch_order(split.caption_image[captions], rng)]))
+    return plans
 
-    def __init__(self, data: SplitData, device: torch.device, gpu_share: float = 0.5):
-        self.device = device
-        self.caption_image = data.caption_image
-        self.on_device = False
-        logmel, features = torch.from_numpy(data.logmel), torch.from_numpy(data.features)
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if (logmel.nbytes + features.nbytes) < gpu_share * free:
-                logmel, features = logmel.to(device), features.to(device)
-                self.on_device = True
-            else:
-                logmel, features = logmel.pin_memory(), features.pin_memory()
-        self.logmel, self.features = logmel, features
-        self.mode = "device-resident" if self.on_device else ("pinned host + prefetch" if device.type == "cuda" else "host")
 
-    def batch(self, captions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image_rows = torch.from_numpy(self.caption_image[captions])
-        caps = torch.from_numpy(captions)
-        if self.on_device:
-            caps, rows = caps.to(self.device), image_rows.to(self.device)
-            return self.logmel.index_select(0, caps), self.features.index_select(0, rows), image_rows
-        logmel = self.logmel.index_select(0, caps)
-        features = self.features.index_select(0, image_rows)
-        if self.device.type == "cuda":
-            logmel = logmel.pin_memory().to(self.device, non_blocking=True)
-            features = features.pin_memory().to(self.device, non_blocking=True)
-        return logmel, features, image_rows
+@dataclass
+class Batch:
+    """One training batch on the device; impostors only when drawn from the chunk."""
 
-    def images(self, rows: np.ndarray) -> torch.Tensor:
-        t = self.features.index_select(0, torch.from_numpy(rows).to(self.features.device))
-        return t.to(self.device, non_blocking=True)
+    logmel: torch.Tensor
+    features: torch.Tensor
+    image_rows: np.ndarray  # split image row of each pair (to mask same-image pairs)
+    impostor_logmel: torch.Tensor | None = None
+    impostor_features: torch.Tensor | None = None
 
-    def captions(self, idx: np.ndarray) -> torch.Tensor:
-        t = self.logmel.index_select(0, torch.from_numpy(idx).to(self.logmel.device))
-        return t.to(self.device, non_blocking=True)
 
-    def iterate(
-        self, batches: list[np.ndarray], prefetch: bool = False
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Batches in order; from pinned host memory (or with `prefetch`) the next ones are
-        prepared in a background thread while the current one trains."""
-        if self.on_device or not (prefetch or self.device.type == "cuda"):
-            for b in batches:
-                yield self.batch(b)
-            return
-        ready: queue.Queue = queue.Queue(maxsize=3)
+def training_batches(
+    split: ShardedSplit, plans: list[GroupPlan], batch_size: int, device: torch.device,
+    rng: np.random.Generator, chunk_impostors: bool = False,
+) -> Iterator[Batch]:
+    """Batches of every planned group, streamed (see vgsalign.train.streaming).
 
-        def produce() -> None:
-            for b in batches:
-                ready.put(self.batch(b))
-            ready.put(None)
-
-        thread = threading.Thread(target=produce, daemon=True)
-        thread.start()
-        while (item := ready.get()) is not None:
-            yield item
-        thread.join()
+    With `chunk_impostors` each pair also gets one random caption and one random image of
+    its group (the original's 10k-image chunk), possibly its own."""
+    for group in prefetched(group_reader(split, device), plans):
+        on_device = group.to(device)
+        chunk_images = np.unique(split.caption_image[group.order])
+        for captions in cut_batches(group.order, batch_size):
+            batch = Batch(on_device.caption_tensor(captions), on_device.image_tensor(split.caption_image[captions]),
+                          split.caption_image[captions])
+            if chunk_impostors:
+                batch.impostor_logmel = on_device.caption_tensor(group.order[rng.integers(len(group.order), size=len(captions))])
+                batch.impostor_features = on_device.image_tensor(chunk_images[rng.integers(len(chunk_images), size=len(captions))])
+            yield batch
+        del group, on_device

@@ -4,9 +4,12 @@ All three take the batch's image ids so that a caption is never contrasted with 
 image when that image appears twice in a batch (several captions of one image).
 
 - triplet_random (the original): for each pair one random impostor image and one random
-  impostor caption from the batch; hinge(margin + s(impostor) - s(pair)) for both, summed.
-  The original sums over the batch; we average over pairs (Adam is insensitive to the
-  scale, and a per-pair figure is comparable between batch sizes and splits).
+  impostor caption; hinge(margin + s(impostor) - s(pair)) for both, added. Impostors come
+  from the batch, never of the pair's image (`train.impostors: batch`, the default), or,
+  as the original, from the whole chunk of shards in memory, possibly the pair itself
+  (`chunk`; the training loop draws those).
+- `reduction`: `mean` over pairs (the default: a per-pair figure is comparable between
+  batch sizes and splits) or `sum` over the batch (the original; `train.loss_reduction`).
 - triplet_hardest (VSE++): the same two hinges with the hardest in-batch impostors.
 - infonce: symmetric cross-entropy over the batch similarity matrix divided by a learnable
   temperature (initialised at 0.07, as in CLIP), averaged over both directions.
@@ -35,18 +38,27 @@ def draw_impostors(image_ids: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return impostors
 
 
+REDUCTIONS = ("mean", "sum")
+
+
+def reduce(per_pair: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "sum":
+        return per_pair.sum()
+    return per_pair.mean() if per_pair.numel() else per_pair.sum() * 0.0
+
+
 def triplet_random(
     pos: torch.Tensor, impostor_image: torch.Tensor, impostor_caption: torch.Tensor, margin: float,
-    valid: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None, reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean over pairs of hinge(margin + s(a, v') - s(a, v)) + hinge(margin + s(a', v) - s(a, v)).
+    """Mean (or sum) over pairs of hinge(margin + s(a, v') - s(a, v)) + hinge(margin + s(a', v) - s(a, v)).
 
     `valid` (bool per pair) drops pairs for which no impostor exists (a batch of one image).
     """
     per_pair = F.relu(margin + impostor_image - pos) + F.relu(margin + impostor_caption - pos)
     if valid is not None:
         per_pair = per_pair[valid]
-    return per_pair.mean() if per_pair.numel() else pos.sum() * 0.0
+    return reduce(per_pair, reduction) if per_pair.numel() else pos.sum() * 0.0
 
 
 def same_image_mask(image_ids: torch.Tensor) -> torch.Tensor:
@@ -54,7 +66,7 @@ def same_image_mask(image_ids: torch.Tensor) -> torch.Tensor:
     return image_ids[:, None] == image_ids[None, :]
 
 
-def triplet_hardest(sim: torch.Tensor, image_ids: torch.Tensor, margin: float) -> torch.Tensor:
+def triplet_hardest(sim: torch.Tensor, image_ids: torch.Tensor, margin: float, reduction: str = "mean") -> torch.Tensor:
     """VSE++ max-of-hinges: sim is (B captions, B images) with pairs on the diagonal."""
     pos = sim.diagonal()
     negatives = sim.masked_fill(same_image_mask(image_ids), float("-inf"))
@@ -64,7 +76,7 @@ def triplet_hardest(sim: torch.Tensor, image_ids: torch.Tensor, margin: float) -
     for hardest in (hardest_image, hardest_caption):
         has = torch.isfinite(hardest)  # a row with no negative contributes nothing
         terms.append(torch.where(has, F.relu(margin + hardest - pos), torch.zeros_like(pos)))
-    return (terms[0] + terms[1]).mean()
+    return reduce(terms[0] + terms[1], reduction)
 
 
 class InfoNCE(nn.Module):
@@ -78,14 +90,15 @@ class InfoNCE(nn.Module):
     def temperature(self) -> float:
         return float(self.log_temperature.detach().exp())
 
-    def forward(self, sim: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
-        return infonce(sim, image_ids, self.log_temperature)
+    def forward(self, sim: torch.Tensor, image_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return infonce(sim, image_ids, self.log_temperature, reduction)
 
 
-def infonce(sim: torch.Tensor, image_ids: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
-    """Mean of the caption->image and image->caption cross-entropies of sim / temperature."""
+def infonce(sim: torch.Tensor, image_ids: torch.Tensor, log_temperature: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Half the caption->image plus image->caption cross-entropies of sim / temperature, per
+    pair averaged (or summed over the batch)."""
     # the same image elsewhere in the batch is neither positive nor negative
     off_diagonal_same = same_image_mask(image_ids) & ~torch.eye(len(image_ids), dtype=torch.bool, device=sim.device)
     logits = (sim / log_temperature.exp()).masked_fill(off_diagonal_same, float("-inf"))
     target = torch.arange(len(image_ids), device=sim.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    return 0.5 * (F.cross_entropy(logits, target, reduction=reduction) + F.cross_entropy(logits.t(), target, reduction=reduction))

@@ -1,0 +1,270 @@
+"""Streaming a split's feature shards: an index of where each caption and image lives, and
+groups of shards read a few at a time, the next group in a background thread.
+
+`open_split` reads only the ids of every shard (cheap), checks the shards against each
+other and joins captions to images. Training and validation then read *groups* of audio
+shards (`read_group`): a group's log-mels, and the features of the images its captions
+show, held in memory while its batches run; `prefetched` reads the next group in a
+background thread meanwhile, so at most two groups are in memory, whatever the split's
+size. Every array read is checked for NaN and inf, naming the shard and the row, before
+any batch of it is trained on.
+
+Epoch order (`epoch_plan`, docs/training.md "Streaming"): per epoch a seeded permutation
+of the audio shards, cut into groups of `train.shards_per_group`; within a group every
+caption once, in rounds by caption index as the original did (`data.epoch_order`), and
+batches cut from that order. The order is a function of (seed, epoch, shards, group
+size) alone, so a split streamed from disk and the same split held in memory
+(`data.SplitData`) give the same batches.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..features.shards import check_compatible
+
+AUDIO_DATASETS = ("utt_id", "image_id", "logmel", "n_frames", "pad_frames")
+VISUAL_DATASETS = ("image_id", "features")
+
+
+def decode_ids(values: np.ndarray) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+
+
+def require_datasets(h5: h5py.File, path: str, names: Sequence[str], what: str) -> None:
+    missing = [n for n in names if n not in h5]
+    if missing:
+        raise InputError(path, f"{what} shard lacks dataset(s) {missing} (see docs/formats.md, Feature shards)")
+
+
+@dataclass
+class ShardedSplit:
+    """Where every caption and image of a split lives: shard and row (no arrays loaded)."""
+
+    name: str
+    audio_files: list[str]
+    visual_files: list[str]
+    utt_ids: np.ndarray  # (Nc,) str
+    caption_image: np.ndarray  # (Nc,) row into image_ids
+    caption_shard: np.ndarray  # (Nc,) audio shard index
+    caption_row: np.ndarray  # (Nc,) row within that shard
+    n_frames: np.ndarray  # (Nc,)
+    pad_frames: np.ndarray  # (Nc,)
+    image_ids: np.ndarray  # (Ni,) int64, images with at least one caption
+    image_shard: np.ndarray  # (Ni,) visual shard index
+    image_row: np.ndarray  # (Ni,) row within that shard
+    logmel_shape: tuple[int, int]  # (frames, n_mels) of one caption
+    feature_shape: tuple[int, int, int]  # (H, W, C) of one image
+    audio_attrs: dict = field(default_factory=dict)
+    visual_attrs: dict = field(default_factory=dict)
+    n_images_without_captions: int = 0
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.utt_ids)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def n_audio_shards(self) -> int:
+        return len(self.audio_files)
+
+    def read_group(self, shards: Sequence[int], pin: bool = False) -> "Group":
+        """Log-mels of the given audio shards and the features of their captions' images."""
+        captions = np.flatnonzero(np.isin(self.caption_shard, shards))
+        logmel = [read_rows(self.audio_files[s], "logmel", None, self.utt_ids[self.caption_shard == s])
+                  for s in sorted(shards)]
+        images = np.unique(self.caption_image[captions])
+        features = []
+        for v in np.unique(self.image_shard[images]):
+            held = images[self.image_shard[images] == v]
+            features.append(read_rows(self.visual_files[v], "features", self.image_row[held], self.image_ids[held]))
+        return Group.build(self, captions, images, np.concatenate(logmel), np.concatenate(features), pin)
+
+
+def read_rows(path: str, name: str, rows: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
+    """Rows of one dataset of a shard (all with rows=None), refusing NaN or inf by row."""
+    with h5py.File(path, "r") as h5:
+        values = h5[name][...]
+    if rows is not None:
+        values = values[rows]
+    finite = np.isfinite(values.reshape(len(values), -1)).all(1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        row = int(rows[bad]) if rows is not None else bad
+        raise InputError(path, f"row {row} ({labels[bad]}) of {name} holds NaN or inf ({int((~finite).sum())} row(s) "
+                               f"in all); the shard is damaged: rebuild it")
+    return values
+
+
+@dataclass
+class Group:
+    """One group of shards in memory: captions and images by their index into the split."""
+
+    captions: np.ndarray  # split caption indices held, ascending
+    images: np.ndarray  # split image rows held, ascending
+    logmel: torch.Tensor  # (len(captions), frames, n_mels), as stored
+    features: torch.Tensor  # (len(images), H, W, C), as stored
+    caption_position: np.ndarray  # (Nc,) position in `captions`, -1 if not held
+    image_position: np.ndarray  # (Ni,) position in `images`, -1 if not held
+    order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # captions to use, in order
+
+    @classmethod
+    def build(cls, split: ShardedSplit, captions: np.ndarray, images: np.ndarray, logmel: np.ndarray,
+              features: np.ndarray, pin: bool) -> "Group":
+        caption_position = np.full(split.n_captions, -1, dtype=np.int64)
+        caption_position[captions] = np.arange(len(captions))
+        image_position = np.full(split.n_images, -1, dtype=np.int64)
+        image_position[images] = np.arange(len(images))
+        logmel_t, features_t = torch.from_numpy(np.ascontiguousarray(logmel)), torch.from_numpy(np.ascontiguousarray(features))
+        if pin:  # page-locked, so the copy to the GPU runs without blocking
+            logmel_t, features_t = logmel_t.pin_memory(), features_t.pin_memory()
+        return cls(captions, images, logmel_t, features_t, caption_position, image_position)
+
+    def to(self, device: torch.device) -> "Group":
+        if device.type == "cpu":
+            return self
+        return Group(self.captions, self.images, self.logmel.to(device, non_blocking=True),
+                     self.features.to(device, non_blocking=True), self.caption_position, self.image_position, self.order)
+
+    def caption_tensor(self, captions: np.ndarray) -> torch.Tensor:
+        index = torch.from_numpy(self.caption_position[captions]).to(self.logmel.device)
+        return self.logmel.index_select(0, index).float()
+
+    def image_tensor(self, images: np.ndarray) -> torch.Tensor:
+        index = torch.from_numpy(self.image_position[images]).to(self.features.device)
+        return self.features.index_select(0, index).float()
+
+
+@dataclass
+class GroupPlan:
+    """Which audio shards to read together, and the captions to use from them, in order."""
+
+    shards: tuple[int, ...]
+    order: np.ndarray
+
+
+def open_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str]) -> ShardedSplit:
+    """Read a split's ids, check the shards against each other and join captions to images."""
+    audio_files, visual_files = [str(p) for p in audio_files], [str(p) for p in visual_files]
+    if not audio_files or not visual_files:
+        raise InputError(name, f"split has {len(audio_files)} audio and {len(visual_files)} visual shard files; need both")
+    for path in audio_files + visual_files:
+        if not Path(path).is_file():
+            raise InputError(path, "feature shard not found")
+    # every extraction attribute must agree between a split's shards (vgsalign.features.shards)
+    audio_attrs, visual_attrs = check_compatible(audio_files), check_compatible(visual_files)
+    audio = _read_ids(audio_files, "audio", AUDIO_DATASETS, "logmel", ("utt_id", "image_id", "n_frames", "pad_frames"))
+    visual = _read_ids(visual_files, "visual", VISUAL_DATASETS, "features", ("image_id",))
+    logmel_shape, feature_shape = audio["shape"], visual["shape"]
+    if "n_mels" in audio_attrs and int(audio_attrs["n_mels"]) != logmel_shape[1]:
+        raise InputError(audio_files[0], f"attribute n_mels = {audio_attrs['n_mels']} but logmel has {logmel_shape[1]} bands")
+    image_ids = visual["image_id"].astype(np.int64)
+    cap_image_ids = audio["image_id"].astype(np.int64)
+    if len(cap_image_ids) == 0 or len(image_ids) == 0:
+        raise InputError(audio_files[0], f"split {name} is empty ({len(cap_image_ids)} captions, {len(image_ids)} images)")
+    caption_rows = _join(name, audio_files, visual_files, audio["utt_id"], cap_image_ids, image_ids)
+    # images without any caption take no part in training or retrieval: drop them (counted)
+    has_caption = np.zeros(len(image_ids), dtype=bool)
+    has_caption[caption_rows] = True
+    new_row = np.cumsum(has_caption) - 1
+    return ShardedSplit(
+        name=name, audio_files=audio_files, visual_files=visual_files,
+        utt_ids=decode_ids(audio["utt_id"]), caption_image=new_row[caption_rows],
+        caption_shard=audio["shard"], caption_row=audio["row"],
+        n_frames=audio["n_frames"].astype(np.int32), pad_frames=audio["pad_frames"].astype(np.int32),
+        image_ids=image_ids[has_caption], image_shard=visual["shard"][has_caption], image_row=visual["row"][has_caption],
+        logmel_shape=logmel_shape, feature_shape=feature_shape, audio_attrs=audio_attrs, visual_attrs=visual_attrs,
+        n_images_without_captions=int((~has_caption).sum()),
+    )
+
+
+def _read_ids(files: list[str], what: str, required: Sequence[str], array: str, names: Sequence[str]) -> dict:
+    """The small datasets of every shard, concatenated, with shard and row of each item."""
+    out: dict = {n: [] for n in names} | {"shard": [], "row": []}
+    shape = None
+    for index, path in enumerate(files):
+        with h5py.File(path, "r") as h5:
+            require_datasets(h5, path, required, what)
+            item_shape = tuple(h5[array].shape[1:])
+            if shape is not None and item_shape != shape:
+                raise InputError(path, f"{what} rows shaped {item_shape}, but {files[0]} has {shape}")
+            shape = item_shape
+            for n in names:
+                out[n].append(h5[n][...])
+            count = len(out[names[0]][-1])
+        out["shard"].append(np.full(count, index, dtype=np.int32))
+        out["row"].append(np.arange(count, dtype=np.int64))
+    joined = {n: np.concatenate(v) for n, v in out.items()}
+    joined["shape"] = shape
+    return joined
+
+
+def _join(name: str, audio_files: list[str], visual_files: list[str], utt_ids: np.ndarray,
+          cap_image_ids: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """Row of each caption's image; refuses duplicates and captions of unknown images."""
+    row_of: dict[int, int] = {}
+    for row, image_id in enumerate(image_ids.tolist()):
+        if image_id in row_of:
+            raise InputError(visual_files[0], f"image {image_id} appears twice in the {name} visual shards")
+        row_of[image_id] = row
+    unknown = sorted({c for c in cap_image_ids.tolist() if c not in row_of})
+    if unknown:
+        count = int(np.isin(cap_image_ids, unknown).sum())
+        raise InputError(audio_files[0], f"{count} caption(s) of split {name} refer to {len(unknown)} image(s) missing "
+                                         f"from its visual shards, first: {unknown[:5]}")
+    if len(set(utt_ids.tolist())) != len(utt_ids):
+        raise InputError(audio_files[0], f"duplicate utt_id in the {name} audio shards")
+    return np.array([row_of[c] for c in cap_image_ids.tolist()], dtype=np.int64)
+
+
+def prefetched(read: Callable[[GroupPlan], Group], plans: Sequence[GroupPlan]) -> Iterator[Group]:
+    """The groups of `plans` in order, each read while the one before is in use (one thread).
+
+    At most two groups are alive at once if the caller drops each group before asking for
+    the next (as `training_batches` and `validation.encode` do).
+    """
+    if not plans:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-reader") as pool:
+        future = pool.submit(read, plans[0])
+        for index in range(len(plans)):
+            group = future.result()
+            future = pool.submit(read, plans[index + 1]) if index + 1 < len(plans) else None
+            yield group
+            del group
+
+
+def group_reader(split: ShardedSplit, device: torch.device) -> Callable[[GroupPlan], Group]:
+    """Reads a planned group (in the background thread): pinned host memory for a GPU."""
+
+    def read(plan: GroupPlan) -> Group:
+        group = split.read_group(plan.shards, pin=device.type == "cuda")
+        group.order = plan.order
+        return group
+
+    return read
+
+
+def shard_groups(shard_order: np.ndarray, shards_per_group: int) -> list[tuple[int, ...]]:
+    return [tuple(sorted(shard_order[i:i + shards_per_group].tolist())) for i in range(0, len(shard_order), shards_per_group)]
+
+
+def in_order_plan(split: ShardedSplit, captions: np.ndarray, shards_per_group: int) -> list[GroupPlan]:
+    """Groups in shard order holding `captions` (validation and retrieval: no shuffling)."""
+    plans = []
+    for shards in shard_groups(np.arange(split.n_audio_shards), shards_per_group):
+        held = captions[np.isin(split.caption_shard[captions], shards)]
+        if len(held):
+            plans.append(GroupPlan(shards, held))
+    return plans
