@@ -2,26 +2,43 @@
 # paths and helpers; FEATURE_SHARDS comes from workflow/rules/features.smk).
 # Training writes its per-epoch state to {RESULTS}/train/state/ as well, which is not a
 # declared output: the workflow does not delete it when a run is interrupted, so with
-# train.resume: true the rerun continues after the last completed epoch.
+# train.resume on the rerun continues after the last completed epoch, when every setting
+# that affects the result equals the checkpoint's (vgsalign.train.resume).
 
 TRAIN = f"{RESULTS}/train"
+# train.resume is operational, like a resource: it reaches the step through `resources`, not
+# params, so switching it never forces a retrain
+TRAIN_RESUME = str(config["train"]["resume"])
+
+
+def train_slice():
+    """The train config slice less train.resume."""
+    return as_json({k: v for k, v in config["train"].items() if k != "resume"})
+
+
+def validation_shards(modality):
+    """The validation split's shards, needed only with train.validation: split."""
+    if config["train"].get("validation", "heldout") != "split":
+        return []
+    return FEATURE_SHARDS[(modality, SPLITS["val"])]
 
 
 rule train_model:
     input:
         train_audio=FEATURE_SHARDS[("audio", SPLITS["train"])],
         train_visual=FEATURE_SHARDS[("visual", SPLITS["train"])],
-        val_audio=FEATURE_SHARDS[("audio", SPLITS["val"])],
-        val_visual=FEATURE_SHARDS[("visual", SPLITS["val"])],
+        val_audio=validation_shards("audio"),
+        val_visual=validation_shards("visual"),
     output:
         best=f"{TRAIN}/checkpoint_best.pt",
         last=f"{TRAIN}/checkpoint_last.pt",
         history=f"{TRAIN}/history.csv",
+        timing=f"{TRAIN}/timing.csv",
         curves=f"{TRAIN}/curves.png",
         retrieval=f"{TRAIN}/retrieval.json",
     params:
         model=as_json(config["model"]),
-        train=as_json(config["train"]),
+        train=train_slice(),
         frames=as_json(config["frames"]),
         train_split=SPLITS["train"],
         val_split=SPLITS["val"],
@@ -32,6 +49,7 @@ rule train_model:
         mem_mb=JOB_SIZES["train_model"].mem_mb,
         runtime=JOB_SIZES["train_model"].runtime,
         gpu=1,
+        train_resume=TRAIN_RESUME,
     log:
         f"{LOGS}/train/train.log",
     benchmark:
@@ -42,7 +60,7 @@ rule train_model:
         "vgsalign train-model --train-audio {input.train_audio} --train-visual {input.train_visual}"
         " --val-audio {input.val_audio} --val-visual {input.val_visual}"
         " --train-split {params.train_split} --val-split {params.val_split}"
-        " --model {params.model} --train {params.train} --frames {params.frames}"
+        " --model {params.model} --train {params.train} --frames {params.frames} --resume {resources.train_resume}"
         " --threads {threads} --out-dir {params.out_dir} 2>&1 | tee {log}"
 
 
