@@ -86,7 +86,7 @@ def test_check_config_cli(repo_root, tmp_path, default_config):
 
 
 def test_original_model_overlay_is_valid_and_matches_the_model_defaults(default_config, schema, repo_root):
-    """config/original_model.yaml layered over config.yaml gives the DESIGN sizes, which are
+    """config/original_model.yaml layered over config.yaml gives the docs/design.md sizes, which are
     also the defaults of ModelSettings / TrainSettings (so code and overlay cannot drift)."""
     from vgsalign.train.models import ModelSettings
     from vgsalign.train.loop import TrainSettings
