@@ -12,13 +12,15 @@ from pathlib import Path
 
 import yaml
 
+from vgsalign.config import load_config
+
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT = "val2014"
 
 
 def tiny_demo_config(path: Path, n_images: int = 8, shard_size: int = 4, **sections) -> Path:
     """config.yaml for a demo corpus of `n_images` images x 2 captions, one split for everything."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = load_config(ROOT / "config.yaml")
     config["dataset"]["name"] = "tiny"
     config["dataset"]["splits"] = {"train": SPLIT, "val": SPLIT, "test": SPLIT}
     config["demo"].update(n_images={SPLIT: n_images}, captions_per_image=2)
@@ -30,6 +32,20 @@ def tiny_demo_config(path: Path, n_images: int = 8, shard_size: int = 4, **secti
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+# Tests that install system packages or start daemons run only when asked (.ci/run asks)
+OPT_IN = {
+    "VGSALIGN_TEST_SLURM": "it installs munge, slurmctld, slurmd and MariaDB with apt as root and starts a single-node SLURM",
+    "VGSALIGN_TEST_CHROMIUM": "it renders the report in Debian's headless chromium",
+}
+
+
+def opted_out(variable: str) -> str | None:
+    """The skip reason when the opt-in `variable` is not set to 1, else None."""
+    if os.environ.get(variable) == "1":
+        return None
+    return f"set {variable}=1 to run this test: {OPT_IN[variable]}; .ci/run sets it"
 
 
 def run_env() -> dict[str, str]:

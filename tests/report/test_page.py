@@ -19,7 +19,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 from tests.helpers.report import make_run
-from tests.helpers.workflow import ROOT, output_of, run_env, tiny_demo_config
+from tests.helpers.workflow import ROOT, opted_out, output_of, run_env, tiny_demo_config
 
 from vgsalign.scores.alignment import SCORE_NAMES
 from vgsalign.cli import run_main
@@ -364,6 +364,8 @@ def test_numbers_on_the_page_equal_the_result_files(built, run):
 
 
 def test_page_renders_in_headless_chromium(built, tmp_path):
+    if reason := opted_out("VGSALIGN_TEST_CHROMIUM"):
+        pytest.skip(reason)
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's `chromium` is not installed (apt-get install chromium); CI installs it")

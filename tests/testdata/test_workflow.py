@@ -120,7 +120,7 @@ def test_default_demo_run_against_ground_truth(repo_root):
     """The pairs of the default demo run (`snakemake --cores 8 testdata`), when it has been run here."""
     out = repo_root / "results/demo"
     if not (out / "testdata/pairs.csv").is_file():
-        pytest.skip("the default demo test set has not been built in this checkout")
+        pytest.skip("needs the default demo test set: run `snakemake --cores all testdata` in this checkout first (about 6 minutes on 2 cores)")
     truth = json.loads((out / "corpus/ground_truth/val2014.json").read_text())
     scores = demo_precision_recall(truth, pd.read_csv(out / "testdata/pairs.csv"))
     print(f"default demo: {scores}")
