@@ -52,7 +52,7 @@ def _softmax(a, axis):
 
 def upsampled_scores_of_utterance(avt, words, masks, n_input=512, grid=224):
     """The straightforward way: S and Q upsampled by repetition to n_input x grid x grid
-    (float64, as the original), then the definitions of DESIGN.md on that grid."""
+    (float64, as the original), then the definitions of docs/design.md on that grid."""
     t, h, w = avt.shape
     flat = avt.reshape(t, h * w)
     s = _softmax(flat, 1).reshape(t, h, w)
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         summary = run_scores(tensors=folder / "tensors.h5", pairs_csv=folder / "pairs.csv",
                              instances_json=folder / "instances.json", out_dir=folder / "out",
-                             settings=settings, workers=args.workers)
+                             settings=settings, threads=args.workers)
         wall = time.perf_counter() - start
     peak_gb = memory.peak_bytes / 1e9
     scored = summary["counts"]["pairs_scored"]

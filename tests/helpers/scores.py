@@ -1,6 +1,6 @@
 """Shared by the score tests and the benchmark: plain upsampled scorers and synthetic inputs.
 
-The upsampled scorers follow DESIGN.md literally: prepare S and Q at native resolution,
+The upsampled scorers follow docs/design.md literally: prepare S and Q at native resolution,
 repeat them onto a fine grid (input frames x pixels), and take the means and sums the
 definitions name. They are slow on purpose and share no code with vgsalign.
 """

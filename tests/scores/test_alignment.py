@@ -1,5 +1,5 @@
 """Score math: native-resolution scores against a plain upsampled implementation, the
-identities of DESIGN.md, the oracle and uniform tensors, and confusion row sums."""
+identities of docs/design.md, the oracle and uniform tensors, and confusion row sums."""
 
 import numpy as np
 import pytest

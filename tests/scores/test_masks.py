@@ -8,9 +8,8 @@ from PIL import Image
 from tests.helpers.scores import polygon_rect, rle_of, write_instances
 
 from vgsalign.errors import InputError
-from vgsalign.scores.masks import (
-    CellGrid, bilinear_resize, build_image_regions, category_mask, load_instances, reference_mask,
-)
+from vgsalign.scores.instances import category_mask, load_instances
+from vgsalign.scores.masks import CellGrid, bilinear_resize, build_image_regions, reference_mask
 
 
 def test_union_of_noncrowd_polygon_and_rle_instances(tmp_path):

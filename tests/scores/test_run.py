@@ -32,14 +32,14 @@ def scored(data, tmp_path_factory):
     retrieval.write_text(json.dumps({"audio_to_image": {"r@10": 0.25}}))
     code = main(["--tensors", str(data["tensors"]), "--pairs", str(data["pairs"]),
                  "--instances", str(data["instances"]), "--out", str(out / "scores"),
-                 "--settings", json.dumps(SETTINGS), "--workers", "2", "--retrieval", str(retrieval)])
+                 "--scores", json.dumps(SETTINGS), "--threads", "2", "--retrieval", str(retrieval)])
     assert code == 0
     return out / "scores"
 
 
 def _run(data, out, *extra, tensors=None, pairs=None):
     argv = ["--tensors", str(tensors or data["tensors"]), "--pairs", str(pairs or data["pairs"]),
-            "--instances", str(data["instances"]), "--out", str(out), "--bootstrap", "50", "--workers", "1",
+            "--instances", str(data["instances"]), "--out", str(out), "--bootstrap", "50", "--threads", "1",
             *extra]
     return run_main("score", main, argv)
 
@@ -54,7 +54,7 @@ def test_outputs_and_recorded_options(scored, data):
         assert column in table.columns, column
     assert table[list(SCORES)].notna().all().all()
     assert ((table[list(SCORES)] >= 0) & (table[list(SCORES)] <= 1 + 1e-12)).all().all()
-    # softmax both: the identities of DESIGN.md hold pair by pair
+    # softmax both: the identities of docs/design.md hold pair by pair
     np.testing.assert_allclose(table["gs_object"], table["as_object"], rtol=1e-9)
     np.testing.assert_allclose(table["gs_word"], table["as_word"], rtol=1e-9)
     summary = json.loads((scored / "summary.json").read_text())
@@ -99,7 +99,7 @@ def test_confusion_tables(scored):
 
 
 def test_results_do_not_depend_on_workers(data, scored, tmp_path):
-    assert _run(data, tmp_path / "one", "--settings", json.dumps(SETTINGS) , "--bootstrap", "200") == 0
+    assert _run(data, tmp_path / "one", "--scores", json.dumps(SETTINGS) , "--bootstrap", "200") == 0
     for name in ["pair_scores.csv", "category_scores.csv", *[f"confusion_{s}.csv" for s in SCORES]]:
         assert (tmp_path / "one" / name).read_bytes() == (scored / name).read_bytes(), name
 
@@ -166,12 +166,12 @@ def test_npy_and_mat_tensors_score_like_h5(data, scored, tmp_path):
 
 
 def test_console_script_and_settings_conflict(data, tmp_path, capsys):
-    code = _run(data, tmp_path / "x", "--settings", json.dumps(SETTINGS), "--mode", "exact")
+    code = _run(data, tmp_path / "x", "--scores", json.dumps(SETTINGS), "--mode", "exact")
     assert code == 2
     assert "--mode" in capsys.readouterr().err
     result = subprocess.run([sys.executable, "-m", "vgsalign.cli", "score", "--tensors", str(data["tensors"]),
                              "--pairs", str(data["pairs"]), "--instances", str(data["instances"]),
-                             "--out", str(tmp_path / "cli"), "--bootstrap", "20", "--workers", "1"],
+                             "--out", str(tmp_path / "cli"), "--bootstrap", "20", "--threads", "1"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "as_object" in result.stdout

@@ -1,5 +1,5 @@
 # Alignment and glancing scores of the test pairs (see workflow/rules/common.smk for shared
-# paths and helpers). `vgsalign score` also runs by hand on any model's tensors (README).
+# paths and helpers). `vgsalign score-pairs` also runs by hand on any model's tensors (docs/scores.md).
 
 SCORES = f"{RESULTS}/scores"
 SCORE_NAMES = ["as_object", "as_word", "gs_object", "gs_word"]   # vgsalign.scores.alignment.SCORE_NAMES
@@ -30,9 +30,8 @@ rule score_pairs:
         ),
     params:
         instances=instances_json(SPLITS["test"]),
-        settings=as_json(config["scores"]),
-        max_frames=config["frames"]["max"],
-        hop_s=config["frames"]["hop_s"],
+        scores=as_json(config["scores"]),
+        frames=as_json(config["frames"]),
         out_dir=lambda w, output: str(Path(output.summary).parent),
         code=code_version("scores"),
     threads: 8
@@ -47,8 +46,8 @@ rule score_pairs:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign score-pairs --tensors {input.tensors} --pairs {input.pairs} --instances {params.instances}"
-        " --retrieval {input.retrieval} --settings {params.settings} --max-frames {params.max_frames}"
-        " --hop-s {params.hop_s} --workers {threads} --out {params.out_dir} 2>&1 | tee {log}"
+        " --retrieval {input.retrieval} --scores {params.scores} --frames {params.frames}"
+        " --threads {threads} --out {params.out_dir} 2>&1 | tee {log}"
 
 
 rule scores:

@@ -1,7 +1,7 @@
 """Alignment (AS) and glancing (GS) scores of one alignment tensor, at native resolution.
 
 A tensor A(k, c) has T frames k and P = H * W pixel cells c. The scores are defined on
-the upsampled grid (DESIGN.md): every input frame t of the word and every pixel p of the
+the upsampled grid (docs/design.md): every input frame t of the word and every pixel p of the
 object mask M. Because the upsampling is a repetition, each sum over that grid equals a
 weighted sum over the native grid:
 
@@ -79,7 +79,7 @@ def prepare_tensor(avt: np.ndarray, softmax: str) -> PreparedTensor:
 
     With softmax for a family, S = softmax over cells per frame and Q = softmax over
     frames per cell (the original); without, S = Q = max(A, 0). Clipping at 0 changes
-    nothing after a softmax, so both cases are "clipped at 0" as in DESIGN.md.
+    nothing after a softmax, so both cases are "clipped at 0" as in docs/design.md.
     """
     avt = np.asarray(avt, dtype=np.float64)
     softmax_as, softmax_gs = softmax_families(softmax)

@@ -1,7 +1,8 @@
 """COCO category masks and how much of each mask falls into each cell of a tensor grid.
 
-Ground truth (DESIGN.md): the mask M of category c in an image is the union of all
-non-crowd instances of c, rasterised at the image's own size with pycocotools.
+Ground truth (docs/design.md): the mask M of category c in an image is the union of all
+non-crowd instances of c, rasterised at the image's own size with pycocotools
+(`vgsalign.scores.instances`, which also checks the annotations).
 
 - reference mode: M is resized to grid x grid (default 224) bilinearly and thresholded
   at >= mask_threshold (0.01). Tensor cell (i, j) is upsampled by repetition (nearest
@@ -23,91 +24,18 @@ categories together minus M_c, and the background (pixels in no annotated mask).
 
 from __future__ import annotations
 
-import json
-import os
 from collections import OrderedDict
 from functools import lru_cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy import sparse
 
-from ..errors import InputError
+from .instances import ImageAnnotations, Instances, category_mask
 
 OTHER = -1        # region key: all other annotated categories, pixels of c removed
 BACKGROUND = -2   # region key: pixels in no annotated (non-crowd) mask
-
-
-# ---------------------------------------------------------------- instances JSON
-
-
-@dataclass
-class ImageAnnotations:
-    image_id: int
-    height: int
-    width: int
-    # category id -> segmentations of its non-crowd instances
-    segmentations: dict[int, list] = field(default_factory=dict)
-
-
-@dataclass
-class Instances:
-    path: str
-    category_ids: dict[str, int]           # name -> id
-    category_names: dict[int, str]         # id -> name
-    images: dict[int, ImageAnnotations]
-
-
-def load_instances(path: str | os.PathLike, image_ids: Iterable[int] | None = None) -> Instances:
-    """Read a COCO instances JSON, keeping only `image_ids` (all when None)."""
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise InputError(path, "instances JSON not found") from None
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"not valid JSON ({err})") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
-        raise InputError(path, "not a COCO instances file (needs images, annotations, categories)")
-    try:
-        category_ids = {str(c["name"]): int(c["id"]) for c in data["categories"]}
-        keep = None if image_ids is None else {int(i) for i in image_ids}
-        images = {
-            int(im["id"]): ImageAnnotations(int(im["id"]), int(im["height"]), int(im["width"]))
-            for im in data["images"]
-            if keep is None or int(im["id"]) in keep
-        }
-        for ann in data["annotations"]:
-            image = images.get(int(ann["image_id"]))
-            if image is None or int(ann.get("iscrowd", 0)):
-                continue
-            image.segmentations.setdefault(int(ann["category_id"]), []).append(ann["segmentation"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(path, f"malformed COCO instances entry ({type(err).__name__}: {err})") from None
-    return Instances(
-        path=str(path),
-        category_ids=category_ids,
-        category_names={v: k for k, v in category_ids.items()},
-        images=images,
-    )
-
-
-def category_mask(image: ImageAnnotations, category_id: int) -> np.ndarray:
-    """Union of the non-crowd instances of a category at the image's size, (h, w) bool."""
-    h, w = image.height, image.width
-    rles = []
-    for segm in image.segmentations.get(category_id, []):
-        if isinstance(segm, list):                       # polygons
-            rles.append(mask_utils.merge(mask_utils.frPyObjects(segm, h, w)))
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):  # uncompressed RLE
-            rles.append(mask_utils.frPyObjects(segm, h, w))
-        else:                                            # compressed RLE
-            rles.append(segm)
-    if not rles:
-        return np.zeros((h, w), dtype=bool)
-    return mask_utils.decode(mask_utils.merge(rles, intersect=False)).astype(bool)
 
 
 # ---------------------------------------------------------------- resizing and cell weights

@@ -9,7 +9,9 @@
   scripts saved it, plus the id list as for `.npy`. MATLAB v7.3 files are HDF5 and are
   read with h5py (MATLAB stores them transposed, (H*W, T, N); that is undone).
 
-A reader is opened in each worker process (HDF5 handles do not survive a fork).
+A reader is opened in each worker process (HDF5 handles do not survive a fork). A file
+that cannot be read (truncated, corrupted, a compressed chunk that does not inflate, a
+fletcher32 checksum that does not match) stops with one line naming it and the rows.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def inspect_tensors(path: str | os.PathLike, utt_ids_path: str | os.PathLike | N
             raise InputError(path, f"array has rank {array.ndim} {array.shape}; expected (N, T, H, W)")
         info = TensorInfo(str(path), "npy", _read_ids(sidecar, shape[0], path), tuple(int(s) for s in shape))
     elif suffix == ".mat":
-        array = _load_mat(path, n_expected=None)
+        array = load_mat(path)
         side = _square_grid(array.shape[2], path)
         shape = (array.shape[0], array.shape[1], side, side)
         info = TensorInfo(str(path), "mat", _read_ids(sidecar, shape[0], path), shape)
@@ -128,13 +130,16 @@ def inspect_tensors(path: str | os.PathLike, utt_ids_path: str | os.PathLike | N
     return info
 
 
-def _load_mat(path: Path, n_expected: int | None) -> np.ndarray:
+def load_mat(path: Path) -> np.ndarray:
     """`out_layer` of a .mat file as (N, T, H*W)."""
     if _mat_is_hdf5(path):
-        with h5py.File(path, "r") as h5:
-            if "out_layer" not in h5:
-                raise InputError(path, "no variable 'out_layer' (N, T, H*W)")
-            array = h5["out_layer"][()].transpose()        # MATLAB column-major
+        try:
+            with h5py.File(path, "r") as h5:
+                if "out_layer" not in h5:
+                    raise InputError(path, "no variable 'out_layer' (N, T, H*W)")
+                array = h5["out_layer"][()].transpose()        # MATLAB column-major
+        except OSError as err:
+            raise InputError(path, f"cannot read as MATLAB v7.3 / HDF5 ({err})") from None
     else:
         from scipy.io import loadmat
 
@@ -151,37 +156,54 @@ def _load_mat(path: Path, n_expected: int | None) -> np.ndarray:
 
 
 class TensorReader:
-    """Reads rows of a tensor file as float64 (n, T, H, W); open one per process."""
+    """Reads rows of a tensor file as float64 (n, T, H, W); open one per process.
 
-    def __init__(self, info: TensorInfo):
+    `preloaded`: the whole array already in memory (a .mat file, read once before the
+    worker processes start, which then share it)."""
+
+    def __init__(self, info: TensorInfo, preloaded: np.ndarray | None = None):
         self.info = info
         self._h5 = None
-        self._array = None
+        self._array = preloaded
 
     def _open(self) -> None:
         if self.info.format == "h5":
-            self._h5 = h5py.File(self.info.path, "r")
-            self._array = self._h5["avt"]
+            try:
+                self._h5 = h5py.File(self.info.path, "r")
+                self._array = self._h5["avt"]
+            except (OSError, KeyError) as err:
+                raise InputError(self.info.path, f"cannot open the tensors ({err})") from None
         elif self.info.format == "npy":
             self._array = np.load(self.info.path, mmap_mode="r")
         else:
-            self._array = _load_mat(Path(self.info.path), None)
+            self._array = load_mat(Path(self.info.path))
+
+    def _block(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):        # contiguous: one slice
+            return self._array[int(rows[0]): int(rows[-1]) + 1]
+        if len(rows) and rows[-1] - rows[0] + 1 <= 4 * len(rows):    # nearly contiguous: slice, then pick
+            return self._array[int(rows[0]): int(rows[-1]) + 1][rows - rows[0]]
+        if len(rows):
+            return np.stack([self._array[int(r)] for r in rows])
+        return np.zeros((0,) + self.info.shape[1:])
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Rows in increasing order (the caller sorts them)."""
         if self._array is None:
             self._open()
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):        # contiguous: one slice
-            block = self._array[int(rows[0]): int(rows[-1]) + 1]
-        elif len(rows) and rows[-1] - rows[0] + 1 <= 4 * len(rows):    # nearly contiguous: slice, then pick
-            block = self._array[int(rows[0]): int(rows[-1]) + 1][rows - rows[0]]
-        else:
-            block = np.stack([self._array[int(r)] for r in rows]) if len(rows) else np.zeros((0,) + self.info.shape[1:])
+        try:
+            block = self._block(rows)
+        except (OSError, ValueError) as err:     # h5py: a truncated file, a bad chunk or checksum
+            span = f"rows {int(rows[0])}-{int(rows[-1])}" if len(rows) else "no rows"
+            raise InputError(self.info.path, f"cannot read the tensors ({span}): "
+                                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}; "
+                                             "the file is damaged, rebuild it") from None
         n, t, h, w = (len(rows),) + self.info.shape[1:]
         return np.asarray(block, dtype=np.float64).reshape(n, t, h, w)
 
     def close(self) -> None:
         if self._h5 is not None:
             self._h5.close()
-        self._h5 = self._array = None
+        self._h5 = None
+        self._array = None

@@ -1,0 +1,331 @@
+"""Planning a scoring run: settings, the tensors' time mapping, the pairs, and the work.
+
+`plan_scoring` reads everything the scores need except the tensors themselves (the
+tensor file's shape, ids and attributes; the pairs table; the COCO instances of the
+pairs' images), decides which pairs can be scored and why the others cannot, and cuts
+the work into chunks of utterances grouped by image. Nothing here reads a tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .alignment import NORMALIZATIONS, SOFTMAX_CHOICES, reference_input_frames
+from .instances import ON_ERROR_CHOICES, Instances, load_instances
+from .tensor_io import TensorInfo, inspect_tensors, load_mat
+
+MODES = ("reference", "exact")
+RANDOM_BASELINES = ("native", "original")
+EXCLUSION_REASONS = {
+    "utterance_not_in_tensors": "the pair's utterance has no tensor (--on-missing exclude)",
+    "category_not_in_image": "the image has no non-crowd instance of the pair's category",
+    "empty_span": "the word span is empty (offset <= onset)",
+    "span_outside_tensor": "the word span reaches outside the time the tensor covers",
+    "mask_vanishes": "the category mask is empty (reference: nothing left at grid x grid after threshold)",
+}
+# in exact mode a word ending this little past the tensor (float seconds) is clipped, not dropped
+EXACT_END_TOLERANCE = 1e-6
+
+
+@dataclass
+class ScoreSettings:
+    """The config's `scores` section."""
+
+    mode: str = "reference"
+    softmax: str = "both"
+    as_word_normalization: str = "object"
+    grid: int = 224
+    mask_threshold: float = 0.01
+    seed: int = 0
+    bootstrap: int = 1000
+    on_error: str = "error"              # a malformed annotation: stop, or skip it and count it
+    random_baseline: str = "native"      # native: tensor-shaped, scored as the model; original: 512 x 224 x 224
+
+    def validate(self, where: str = "settings") -> None:
+        checks = [
+            ("mode", self.mode in MODES, f"one of {MODES}"),
+            ("softmax", self.softmax in SOFTMAX_CHOICES, f"one of {SOFTMAX_CHOICES}"),
+            ("as_word_normalization", self.as_word_normalization in NORMALIZATIONS, f"one of {NORMALIZATIONS}"),
+            ("grid", isinstance(self.grid, int) and self.grid >= 1, "a positive integer"),
+            ("mask_threshold", 0 <= float(self.mask_threshold) < 1, "a number in [0, 1)"),
+            ("seed", isinstance(self.seed, int) and self.seed >= 0, "a non-negative integer"),
+            ("bootstrap", isinstance(self.bootstrap, int) and self.bootstrap >= 1, "a positive integer"),
+            ("on_error", self.on_error in ON_ERROR_CHOICES, f"one of {ON_ERROR_CHOICES}"),
+            ("random_baseline", self.random_baseline in RANDOM_BASELINES, f"one of {RANDOM_BASELINES}"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise InputError(where, f"{name} = {getattr(self, name)!r}; expected {expected}")
+        if self.random_baseline == "original" and self.mode != "reference":
+            raise InputError(where, "random_baseline = 'original' is the original's 512 x grid x grid tensor "
+                                    "and needs mode = 'reference'")
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """What the config's `frames` section says about the input frames (None: not given)."""
+
+    hop_s: float | None
+    max: int | None
+
+
+@dataclass
+class TimeMapping:
+    """How tensor frames relate to padded input frames: frame k covers input frames
+    [offset + k r, offset + (k + 1) r)."""
+
+    n_tensor_frames: int
+    input_frames_per_frame: float
+    input_frames_offset: float
+    hop_s: float
+    n_input_frames: float          # T * r: the input-frame span the tensor covers
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _resolve_value(name: str, given: Any, file_value: Any, fallback: Any, where: str) -> tuple[Any, str]:
+    """The tensor file's value wins; a given value that contradicts it is an error."""
+    if file_value is not None:
+        if given is not None and not math.isclose(float(given), float(file_value), rel_tol=1e-9):
+            raise InputError(where, f"{name} {given} (command line or --frames) contradicts the file's "
+                                    f"{name} = {file_value}")
+        return file_value, "tensor file"
+    if given is not None:
+        return given, "command line"
+    return fallback, "default"
+
+
+def time_mapping(info: TensorInfo, *, frames_per_tensor_frame: float | None, frames: FrameSettings,
+                 mode: str) -> TimeMapping:
+    n_frames = info.shape[1]
+    attrs = info.attrs
+    hop, hop_source = _resolve_value("hop_s", frames.hop_s, attrs.get("hop_s"), 0.01, info.path)
+    max_f, max_source = _resolve_value("max_frames", frames.max, attrs.get("max_frames"), 512, info.path)
+    ratio, ratio_source = _resolve_value(
+        "frames_per_tensor_frame", frames_per_tensor_frame, attrs.get("input_frames_per_frame"), None, info.path
+    )
+    if ratio is None:
+        ratio, ratio_source = float(max_f) / n_frames, f"max_frames / T ({max_f} / {n_frames})"
+    offset = attrs.get("input_frames_offset", 0.0)
+    ratio, hop = float(ratio), float(hop)
+    if ratio <= 0 or hop <= 0:
+        raise InputError(info.path, f"time mapping must be positive (input_frames_per_frame {ratio}, hop_s {hop})")
+    try:
+        offset = float(offset)
+    except (TypeError, ValueError):
+        raise InputError(info.path, f"attribute input_frames_offset = {offset!r} is not a number") from None
+    if not math.isfinite(offset):
+        raise InputError(info.path, f"attribute input_frames_offset = {offset} is not finite")
+    if mode == "reference":
+        if Fraction(offset).limit_denominator(1_000_000).denominator != 1:
+            raise InputError(info.path, f"input_frames_offset = {offset} is not a whole number of input frames; "
+                                        "use mode exact")
+        try:
+            covered = float(reference_input_frames(n_frames, ratio))
+        except ValueError as err:
+            raise InputError(info.path, str(err)) from None
+    else:
+        covered = n_frames * ratio
+    return TimeMapping(
+        n_tensor_frames=n_frames, input_frames_per_frame=ratio, input_frames_offset=offset, hop_s=hop,
+        n_input_frames=covered,
+        sources={"input_frames_per_frame": ratio_source, "hop_s": hop_source, "max_frames": max_source,
+                 "max_frames_value": str(max_f),
+                 "input_frames_offset": "tensor file" if "input_frames_offset" in attrs else "default"},
+    )
+
+
+# ---------------------------------------------------------------- pairs
+
+
+def read_pairs(path: str | os.PathLike, mode: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "pairs table not found")
+    try:
+        pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read as CSV ({err})") from None
+    needed = ["utt_id", "image_id", "word_index", "word", "category"]
+    needed += ["onset_frame", "offset_frame"] if mode == "reference" else ["onset_s", "offset_s", "pad_frames"]
+    missing = [c for c in needed if c not in pairs.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {missing} (mode {mode})")
+    numeric = [c for c in ("image_id", "word_index", "category_id", "onset_frame", "offset_frame",
+                           "onset_s", "offset_s", "pad_frames", "n_frames", "duration_s", "similarity")
+               if c in pairs.columns]
+    for column in numeric:
+        values = pd.to_numeric(pairs[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        if column in needed and bad.any():
+            rows = (np.flatnonzero(bad) + 2).tolist()      # +2: header line, 1-based
+            raise InputError(path, f"column {column}: {int(bad.sum())} missing or non-numeric value(s), lines {rows[:5]}")
+        pairs[column] = values
+    for column in ("image_id", "word_index", "onset_frame", "offset_frame", "pad_frames", "category_id"):
+        if column in pairs.columns and pairs[column].notna().all():
+            pairs[column] = pairs[column].astype(np.int64)
+    return pairs
+
+
+def resolve_categories(pairs: pd.DataFrame, instances: Instances, pairs_path: str) -> np.ndarray:
+    """Category id of every pair; names unknown to the annotations are an error."""
+    unknown = sorted(set(pairs["category"]) - set(instances.category_ids))
+    if unknown:
+        raise InputError(pairs_path, f"{len(unknown)} category name(s) not in {instances.path}: {unknown[:5]}")
+    ids = pairs["category"].map(instances.category_ids).to_numpy(dtype=np.int64)
+    if "category_id" in pairs.columns:
+        given = pairs["category_id"].to_numpy()
+        wrong = np.flatnonzero(given != ids)
+        if len(wrong):
+            row = pairs.iloc[wrong[0]]
+            raise InputError(pairs_path, f"{len(wrong)} pair(s) whose category_id disagrees with the annotations' "
+                                         f"id of its name, first: {row['category']!r} {row['category_id']} "
+                                         f"(annotations: {instances.category_ids[row['category']]})")
+    return ids
+
+
+def _check_tensor_metadata(info: TensorInfo, pairs: pd.DataFrame, rows: np.ndarray) -> None:
+    """Where the tensor file records an utterance's image and padding, they must agree."""
+    present = rows >= 0
+    if info.image_ids is not None:
+        bad = present & (info.image_ids[np.where(present, rows, 0)] != pairs["image_id"].to_numpy())
+        if bad.any():
+            first = pairs["utt_id"].to_numpy()[bad][:5].tolist()
+            raise InputError(info.path, f"{int(bad.sum())} pair(s) whose image_id differs from the tensor file's "
+                                        f"for the utterance, first utterances: {first}")
+    if info.pad_frames is not None and "pad_frames" in pairs.columns:
+        bad = present & (info.pad_frames[np.where(present, rows, 0)] != pairs["pad_frames"].to_numpy())
+        if bad.any():
+            first = pairs["utt_id"].to_numpy()[bad][:5].tolist()
+            raise InputError(info.path, f"{int(bad.sum())} pair(s) whose pad_frames differ from the tensor file's, "
+                                        f"first utterances: {first}")
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class ScoringJob:
+    """Everything a worker needs; inherited by forked workers, pickled once otherwise."""
+
+    info: TensorInfo
+    timing: TimeMapping
+    settings: ScoreSettings
+    instances: Instances
+    needed: dict[int, tuple[int, ...]]     # image id -> categories its pairs ask for
+    utt_ids: np.ndarray                    # per pair
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    starts: np.ndarray                     # word span in input frames from the tensor's first frame
+    ends: np.ndarray
+    preloaded: np.ndarray | None = None    # a .mat file's tensors, read once before the workers start
+
+
+# a unit of work: one utterance's tensor row and the pairs of that utterance
+Unit = tuple[int, np.ndarray]
+
+
+@dataclass
+class ScoringPlan:
+    pairs_path: str
+    pairs: pd.DataFrame
+    reason: np.ndarray                     # per pair: "" to score, else why it is excluded
+    job: ScoringJob
+    chunks: list[list[Unit]]
+
+
+def _word_spans(pairs: pd.DataFrame, timing: TimeMapping, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each word's [start, end) in input frames counted from the tensor's first covered frame."""
+    if mode == "reference":
+        starts = pairs["onset_frame"].to_numpy(dtype=np.int64) - int(round(timing.input_frames_offset))
+        ends = pairs["offset_frame"].to_numpy(dtype=np.int64) - int(round(timing.input_frames_offset))
+        return starts, ends
+    pad = pairs["pad_frames"].to_numpy(dtype=np.float64) - timing.input_frames_offset
+    starts = pad + pairs["onset_s"].to_numpy(dtype=np.float64) / timing.hop_s
+    ends = pad + pairs["offset_s"].to_numpy(dtype=np.float64) / timing.hop_s
+    near = (ends > timing.n_input_frames) & (ends <= timing.n_input_frames + EXACT_END_TOLERANCE)
+    return starts, np.where(near, timing.n_input_frames, ends)
+
+
+def _tensor_rows(info: TensorInfo, pairs: pd.DataFrame, reason: np.ndarray, on_missing: str,
+                 pairs_csv: str | os.PathLike) -> np.ndarray:
+    """Each pair's row in the tensor file (-1: none), marking or refusing missing utterances."""
+    row_of = {u: i for i, u in enumerate(info.utt_ids)}
+    utt = pairs["utt_id"].to_numpy(dtype=object)
+    rows = np.array([row_of.get(u, -1) for u in utt], dtype=np.int64)
+    missing = sorted(set(utt[rows < 0]))
+    if missing:
+        message = (f"{len(missing)} utterance(s) of the pairs ({int((rows < 0).sum())} pairs) have no tensor "
+                   f"in {info.path}, first: {missing[:5]}")
+        if on_missing == "error":
+            raise InputError(pairs_csv, message + " (--on-missing exclude scores the rest)")
+        print(f"vgsalign score-pairs: warning: {message}; excluded", file=sys.stderr)
+        reason[rows < 0] = "utterance_not_in_tensors"
+    return rows
+
+
+def _chunks(rows: np.ndarray, image_ids: np.ndarray, ok: np.ndarray, info: TensorInfo, pairs_csv,
+            chunk_utterances: int) -> list[list[Unit]]:
+    """Utterances grouped by image (so an image's masks are built once), in chunks."""
+    by_utterance: dict[int, list[int]] = {}
+    for i in ok:
+        by_utterance.setdefault(int(rows[i]), []).append(int(i))
+    conflicting = [info.utt_ids[r] for r, p in by_utterance.items() if len(set(image_ids[p].tolist())) > 1]
+    if conflicting:
+        raise InputError(pairs_csv, f"{len(conflicting)} utterance(s) paired with more than one image, "
+                                    f"first: {conflicting[:5]}")
+    order = sorted(by_utterance, key=lambda r: (int(image_ids[by_utterance[r][0]]), r))
+    units = [(r, np.array(by_utterance[r], dtype=np.int64)) for r in order]
+    return [units[k:k + chunk_utterances] for k in range(0, len(units), chunk_utterances)]
+
+
+def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, instances_json: str | os.PathLike,
+                 settings: ScoreSettings, frames: FrameSettings, utt_ids: str | os.PathLike | None,
+                 frames_per_tensor_frame: float | None, on_missing: str, chunk_utterances: int) -> ScoringPlan:
+    """Read the inputs (all but the tensors' values), decide what is scored, cut it into chunks."""
+    info = inspect_tensors(tensors, utt_ids)
+    timing = time_mapping(info, frames_per_tensor_frame=frames_per_tensor_frame, frames=frames, mode=settings.mode)
+    if settings.mode == "reference" and settings.grid < max(info.shape[2], info.shape[3]):
+        raise InputError("grid", f"reference grid {settings.grid} is smaller than the tensor's "
+                                 f"{info.shape[2]} x {info.shape[3]} cells")
+    pairs = read_pairs(pairs_csv, settings.mode)
+    image_ids = pairs["image_id"].to_numpy(dtype=np.int64)
+    instances = load_instances(instances_json, set(image_ids.tolist()), on_error=settings.on_error)
+    unknown_images = sorted(set(image_ids.tolist()) - set(instances.images))
+    if unknown_images:
+        raise InputError(pairs_csv, f"{len(unknown_images)} image id(s) not in {instances_json}, "
+                                    f"first: {unknown_images[:5]}")
+    category_ids = resolve_categories(pairs, instances, str(pairs_csv))
+
+    reason = np.array([""] * len(pairs), dtype=object)
+    rows = _tensor_rows(info, pairs, reason, on_missing, pairs_csv)
+    _check_tensor_metadata(info, pairs, rows)
+    starts, ends = _word_spans(pairs, timing, settings.mode)
+    reason[(reason == "") & (ends <= starts)] = "empty_span"
+    reason[(reason == "") & ((starts < 0) | (ends > timing.n_input_frames))] = "span_outside_tensor"
+    annotated = np.array([c in instances.images[i].segmentations for i, c in zip(image_ids, category_ids)],
+                         dtype=bool)
+    reason[(reason == "") & ~annotated] = "category_not_in_image"
+
+    ok = np.flatnonzero(reason == "")
+    needed: dict[int, set[int]] = {}
+    for i in ok:
+        needed.setdefault(int(image_ids[i]), set()).add(int(category_ids[i]))
+    job = ScoringJob(
+        info=info, timing=timing, settings=settings, instances=instances,
+        needed={k: tuple(sorted(v)) for k, v in needed.items()},
+        utt_ids=pairs["utt_id"].to_numpy(dtype=object), image_ids=image_ids, category_ids=category_ids,
+        starts=starts, ends=ends,
+        preloaded=load_mat(Path(info.path)) if info.format == "mat" else None,
+    )
+    chunks = _chunks(rows, image_ids, ok, info, pairs_csv, chunk_utterances)
+    return ScoringPlan(pairs_path=str(pairs_csv), pairs=pairs, reason=reason, job=job, chunks=chunks)
