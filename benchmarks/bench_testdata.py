@@ -30,9 +30,9 @@ TARGET_UTT_PER_S = 340.0
 def ensure_demo(source: Path, split: str) -> None:
     if (source / f"manifest_{split}.json").is_file():
         return
-    import yaml
+    from vgsalign.config import load_config
 
-    demo = yaml.safe_load((ROOT / "config.yaml").read_text())["demo"]
+    demo = load_config(ROOT / "config.yaml")["demo"]
     print(f"generating the demo corpus's {split} split under {source} ...", flush=True)
     subprocess.run(["vgsalign", "demo-corpus", "--settings", json.dumps(demo), "--split", split,
                     "--out", str(source), "--workers", str(os.cpu_count() or 1)], check=True)

@@ -41,7 +41,9 @@ CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 
 def model_sizes(arch: str) -> dict[str, ModelSettings]:
     """The original sizes (dataclass defaults) and config.yaml's (the demo's)."""
-    demo = yaml.safe_load(CONFIG.read_text())["model"]
+    from vgsalign.config import load_config
+
+    demo = load_config(CONFIG)["model"]
     return {"original": ModelSettings(arch=arch), "demo config": ModelSettings(**{**demo, "arch": arch})}
 
 

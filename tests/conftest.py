@@ -1,8 +1,8 @@
-import copy
 from pathlib import Path
 
 import pytest
-import yaml
+
+from vgsalign.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,5 +14,5 @@ def repo_root() -> Path:
 
 @pytest.fixture()
 def default_config() -> dict:
-    with open(ROOT / "config.yaml") as fh:
-        return copy.deepcopy(yaml.safe_load(fh))
+    """config.yaml with every default filled, as the workflow sees it."""
+    return load_config(ROOT / "config.yaml")

@@ -1,11 +1,20 @@
-"""Config validation with messages that name the key, the value and what is expected.
+"""The configuration: one schema holds every key's default, meaning and allowed values.
 
-The Snakefile calls `validate_config` before building any job. JSON-schema checks come
-from workflow/schemas/config.schema.yaml; checks that span several keys live here.
+src/vgsalign/config.schema.yaml is the one source. This module
+- merges layered config files as Snakemake merges `--configfile a.yaml b.yaml`,
+- fills every missing key from the schema's defaults (`with_defaults`),
+- checks the result: schema violations and checks that span several keys, all reported
+  together, each problem once (`config_problems`, `validate_config`),
+- generates the commented default config and docs/config.md from the schema.
+
+The Snakefile fills and validates `config` before any rule reads it; `vgsalign
+check-config` does the same for files given on the command line.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -15,11 +24,112 @@ import yaml
 
 from .errors import InputError
 
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
-def load_schema(schema_path: str | os.PathLike) -> dict:
-    with open(schema_path) as fh:
+
+@functools.lru_cache(maxsize=4)
+def _cached_schema(path: str) -> dict:
+    with open(path) as fh:
         return yaml.safe_load(fh)
 
+
+def load_schema(schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The schema as a dict (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_cached_schema(str(schema_path)))
+
+
+# --------------------------------------------------------------------------- defaults
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """A property's schema with a local `$ref` merged in (its own keys win)."""
+    ref = node.get("$ref")
+    if not ref:
+        return node
+    target = schema
+    for part in ref.lstrip("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _fill(values: dict, node: dict, schema: dict) -> dict:
+    """Fill the missing keys of `values` (in place) from the defaults under `node`."""
+    for name, prop in node.get("properties", {}).items():
+        if name not in values and "default" in prop:
+            values[name] = copy.deepcopy(prop["default"])
+        # an object's default is {}: its own keys' defaults fill it in turn
+        if isinstance(values.get(name), dict) and "properties" in prop:
+            _fill(values[name], prop, schema)
+    return values
+
+
+def section_schema(section: str | None, schema: dict | None = None) -> dict:
+    """The schema of a dotted config path ("scores", "dataset.splits"); None: the whole."""
+    schema = load_schema() if schema is None else schema
+    node = schema
+    for part in section.split(".") if section else []:
+        properties = node.get("properties", {})
+        if part not in properties:
+            raise KeyError(f"no config section {section!r} in the schema")
+        node = _resolve(properties[part], schema)
+    return node
+
+
+def with_defaults(config: dict, schema: dict | None = None) -> dict:
+    """A copy of `config` with every missing key filled from the schema's defaults."""
+    schema = load_schema() if schema is None else schema
+    return _fill(copy.deepcopy(config), schema, schema)
+
+
+def section_defaults(section: str, schema: dict | None = None) -> dict:
+    """The default values of one config section (a dotted path), nested keys filled."""
+    schema = load_schema() if schema is None else schema
+    return _fill({}, section_schema(section, schema), schema)
+
+
+def default_config(schema: dict | None = None) -> dict:
+    """The whole default configuration."""
+    return with_defaults({}, schema)
+
+
+# --------------------------------------------------------------------------- layered files
+
+def merge_layers(base: dict, overlay: dict) -> dict:
+    """`overlay` over `base`, as Snakemake layers config files: mappings merge key by key
+    (recursively), every other value (lists included) is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_layers(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """One YAML config file as a mapping (an empty file sets nothing)."""
+    try:
+        with open(path) as fh:
+            values = yaml.safe_load(fh)
+    except OSError as err:
+        raise InputError(path, f"cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise InputError(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise InputError(path, "expected a mapping of settings at the top level")
+    return values
+
+
+def load_config(*paths: str | os.PathLike, schema: dict | None = None) -> dict:
+    """Config files layered in order (later ones override), then defaults filled."""
+    merged: dict = {}
+    for path in paths:
+        merged = merge_layers(merged, read_config_file(path))
+    return with_defaults(merged, schema)
+
+
+# --------------------------------------------------------------------------- schema checks
 
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
@@ -43,31 +153,43 @@ def _expected(error: jsonschema.ValidationError) -> str:
         return f"text matching {value}"
     if kind in ("minItems", "minLength", "minProperties"):
         return f"at least {value} item(s)"
+    if kind == "maxItems":
+        return f"at most {value} item(s)"
     return error.message
+
+
+def _error_lines(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    """(key, line) for each problem one schema error stands for."""
+    if error.validator == "required":
+        return [(_key([*error.absolute_path, name]), f"{_key([*error.absolute_path, name])}: missing (a required setting)")
+                for name in error.validator_value if name not in error.instance]
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        return [(_key([*error.absolute_path, name]),
+                 f"{_key([*error.absolute_path, name])}: unknown setting; expected one of: {', '.join(known)}")
+                for name in sorted(set(error.instance) - set(known))]
+    key = _key(error.absolute_path)
+    return [(key, f"{key} = {error.instance!r}: expected {_expected(error)}")]
+
+
+def schema_problems(config: dict, schema: dict) -> list[tuple[str, str]]:
+    """(key, line) per schema violation, each line once, sorted by key."""
+    seen: dict[str, str] = {}
+    for error in jsonschema.Draft7Validator(schema).iter_errors(config):
+        for key, line in _error_lines(error):
+            seen.setdefault(line, key)
+    return sorted(((key, line) for line, key in seen.items()), key=lambda kl: (kl[0], kl[1]))
 
 
 def schema_errors(config: dict, schema: dict) -> list[str]:
     """All schema violations, one readable line each (empty list: valid)."""
-    validator = jsonschema.Draft7Validator(schema)
-    lines = []
-    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
-        key = _key(error.absolute_path)
-        if error.validator == "required":
-            missing = [k for k in error.validator_value if k not in error.instance]
-            for name in missing:
-                lines.append(f"{_key([*error.absolute_path, name])}: missing (a required setting)")
-        elif error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            for name in extra:
-                allowed = ", ".join(sorted(error.schema.get("properties", {})))
-                lines.append(f"{_key([*error.absolute_path, name])}: unknown setting; expected one of: {allowed}")
-        else:
-            lines.append(f"{key} = {error.instance!r}: expected {_expected(error)}")
-    return lines
+    return [line for _, line in schema_problems(config, schema)]
 
+
+# --------------------------------------------------------------------------- cross-key checks
 
 def cross_checks(config: dict) -> list[str]:
-    """Rules that involve several keys (run only on a schema-valid config)."""
+    """Rules that involve several keys (on a config with its defaults filled)."""
     lines = []
     ds = config["dataset"]
     if ds["source"] != "demo":
@@ -109,8 +231,11 @@ def cross_checks(config: dict) -> list[str]:
     return lines
 
 
-def validate_config(config: dict, schema_path: str | os.PathLike, source: str = "config") -> None:
-    """Raise InputError listing every problem, one per line; return None when valid."""
+def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH, source: str = "config") -> None:
+    """Raise InputError listing every problem, one per line; return None when valid.
+
+    `config` is checked as given: fill it with `with_defaults` first.
+    """
     lines = schema_errors(config, load_schema(schema_path))
     if not lines:
         lines = cross_checks(config)
@@ -123,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="vgsalign check-config", description="Validate a config file.")
     parser.add_argument("config", help="config.yaml to check")
-    parser.add_argument("--schema", default=str(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"))
+    parser.add_argument("--schema", default=str(SCHEMA_PATH))
     args = parser.parse_args(argv)
-    with open(args.config) as fh:
-        config: Any = yaml.safe_load(fh)
+    schema = load_schema(args.schema)
+    config: Any = load_config(args.config, schema=schema)
     validate_config(config, args.schema, source=args.config)
     print(f"{args.config}: valid")
     return 0

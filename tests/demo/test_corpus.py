@@ -16,6 +16,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from tests.helpers.demo import make_tiny_corpus, tiny_corpus  # noqa: F401  (fixture)
+from vgsalign.config import load_config
 from vgsalign.demo import corpus as demo_corpus
 from vgsalign.demo.corpus import DemoSettings, validate
 from vgsalign.errors import InputError
@@ -265,7 +266,7 @@ def test_bad_settings_are_rejected(changes, message):
 
 
 def test_default_config_slice_is_valid(repo_root):
-    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    config = load_config(repo_root / "config.yaml")
     settings = DemoSettings(**config["demo"])
     for split in config["demo"]["n_images"]:
         validate(settings, split)

@@ -11,6 +11,8 @@ import h5py
 import pytest
 import yaml
 
+from vgsalign.config import load_config
+
 from tests.helpers.features import make_corpus, override_config
 
 pytestmark = pytest.mark.slow
@@ -68,7 +70,7 @@ def test_features_target_resume_and_reruns(tmp_path, repo_root):
     # a changed audio setting reruns the audio shards, not the index nor the visual shards;
     # batch size and decoding workers change no number and rerun nothing
     changed = tmp_path / "changed.yaml"
-    defaults = yaml.safe_load((repo_root / "config.yaml").read_text())
+    defaults = load_config(repo_root / "config.yaml")
     changed.write_text(yaml.safe_dump({"audio": {**defaults["audio"], "n_mels": 24},
                                        "visual": {**defaults["visual"], "batch_size": 7, "num_workers": 0}}))
     dry = snakemake(repo_root, work, [config, changed], "features", "-n")

@@ -13,6 +13,8 @@ import numpy as np
 import soundfile
 import yaml
 
+from vgsalign.config import load_config
+
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT = "val2014"
 SR = 16000
@@ -152,7 +154,7 @@ def corpus_vocabulary(captions: dict = CAPTIONS) -> set[str]:
 
 def workflow_config(tmp: Path, speech_root: Path, coco_root: Path, vectors: Path, **sections) -> Path:
     """A config file for a speechcoco run on a hand-made corpus with word2vec vectors."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = load_config(ROOT / "config.yaml")
     config["dataset"].update(name="fixture", source="speechcoco", speech_root=str(speech_root),
                              coco_root=str(coco_root))
     config["dataset"]["splits"] = {"train": SPLIT, "val": SPLIT, "test": SPLIT}

@@ -9,12 +9,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from vgsalign.config import validate_config
+from vgsalign.config import validate_config, with_defaults
 from vgsalign.errors import InputError
 from vgsalign.sizing import JobSize
 
+# Every key a config file leaves out takes its default from src/vgsalign/config.schema.yaml,
+# before anything reads `config`: rules always pass complete slices.
+config.update(with_defaults(config))
 try:
-    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    validate_config(config)
 except InputError as err:
     sys.stderr.write(f"vgsalign: {err}\n")
     sys.exit(1)
