@@ -11,8 +11,12 @@ scoring equal to the true one ranks ahead of it), so a constant model gets no cr
   own caption.
 - Pooled R@10 (the original protocol): each trial draws `pool_size` distinct images
   (capped at the number of images) and one random caption per image, ranks within the
-  pool in both directions and counts hits in the top 10; the mean over trials. (The
-  original drew with replacement and, by a slip, computed the same direction twice.)
+  pool in both directions and counts hits in the top 10; the mean over trials. The
+  original drew with replacement, and ranked the dot products of MEAN-POOLED branch
+  outputs (audio frames averaged, image pixels averaged), not the model's similarity;
+  its two calls swap the arguments, so they are the two directions. Training reports
+  both: pooled R@10 of the model's similarity and of the mean-pooled outputs
+  (vgsalign.train.validation.similarities).
 """
 
 from __future__ import annotations
