@@ -68,15 +68,18 @@ def scores_on_fine_grid(prepared: dict, frame_of: np.ndarray, row_of: np.ndarray
 
 
 def upsampled_reference_scores(avt: np.ndarray, onset: int, offset: int, mask: np.ndarray,
-                               n_input_frames: int, softmax: str, normalization: str) -> dict[str, float]:
-    """Reference mode: repeat to n_input_frames x grid x grid (nearest neighbour)."""
+                               n_input_frames: int, softmax: str, normalization: str,
+                               input_frames_offset: int = 0) -> dict[str, float]:
+    """Reference mode: repeat to n_input_frames x grid x grid (nearest neighbour). The
+    tensor covers input frames [input_frames_offset, input_frames_offset + n_input_frames);
+    the word is [onset, offset) on the same (padded) input-frame axis."""
     t, h, w = avt.shape
     grid_h, grid_w = mask.shape
     frame_of = (np.arange(n_input_frames) * t) // n_input_frames
     row_of = (np.arange(grid_h) * h) // grid_h
     col_of = (np.arange(grid_w) * w) // grid_w
-    word = np.zeros(n_input_frames, dtype=bool)
-    word[onset:offset] = True
+    covered = input_frames_offset + np.arange(n_input_frames)       # the input frame of each fine frame
+    word = (covered >= onset) & (covered < offset)
     return scores_on_fine_grid(prepared_pair(avt, softmax), frame_of, row_of, col_of, word, mask, normalization)
 
 
@@ -128,10 +131,13 @@ def write_instances(path: Path, images: list[dict], annotations: list[dict],
 
 def write_tensors_h5(path: Path, avt: np.ndarray, utt_ids: list[str], image_ids: list[int],
                      pad_frames: list[int], input_frames_per_frame: float, hop_s: float = 0.01,
-                     max_frames: int = 512, chunk_rows: int | None = None) -> Path:
+                     max_frames: int = 512, chunk_rows: int | None = None,
+                     **dataset_options) -> Path:
+    """The pipeline's tensors.h5; dataset_options go to h5py's create_dataset for `avt`
+    (compression, fletcher32)."""
     with h5py.File(path, "w") as h5:
         chunks = (min(chunk_rows, len(avt)),) + avt.shape[1:] if chunk_rows else None
-        h5.create_dataset("avt", data=avt.astype(np.float32), chunks=chunks)
+        h5.create_dataset("avt", data=avt.astype(np.float32), chunks=chunks, **dataset_options)
         h5.create_dataset("utt_id", data=np.array(utt_ids, dtype=h5py.string_dtype()))
         h5.create_dataset("image_id", data=np.asarray(image_ids, dtype=np.int64))
         h5.create_dataset("pad_frames", data=np.asarray(pad_frames, dtype=np.int32))

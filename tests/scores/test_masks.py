@@ -8,7 +8,7 @@ from PIL import Image
 from tests.helpers.scores import polygon_rect, rle_of, write_instances
 
 from vgsalign.errors import InputError
-from vgsalign.scores.instances import category_mask, load_instances
+from vgsalign.scores.instances import ImageAnnotations, category_mask, load_instances
 from vgsalign.scores.masks import CellGrid, bilinear_resize, build_image_regions, reference_mask
 
 
@@ -155,3 +155,62 @@ def test_reference_mask_equals_full_resize(seed):
     for threshold in (0.01, 0.5):
         expected = bilinear_resize(mask, grid, grid) >= threshold
         np.testing.assert_array_equal(reference_mask(mask, grid, threshold), expected)
+
+
+# ---------------------------------------------------------------- annotations checked as they are read
+
+
+def _instances_with(tmp_path, bad: dict, h: int = 40, w: int = 50):
+    """An image with one good dog polygon and one bad annotation (id 2) of it."""
+    good = {"image_id": 7, "category_id": 18, "segmentation": polygon_rect(2, 3, 12, 13)}
+    return write_instances(tmp_path / "instances.json", [{"id": 7, "height": h, "width": w}],
+                           [good, {"image_id": 7, "category_id": 18, **bad}], [(1, "person"), (18, "dog")])
+
+
+def _rle_sized(h: int, w: int) -> dict:
+    mask = np.zeros((h, w), dtype=bool)
+    mask[5:15, 5:25] = True
+    return rle_of(mask)
+
+
+BAD_ANNOTATIONS = {
+    "rle_larger": ({"segmentation": _rle_sized(80, 100)}, "rle_size_mismatch", "RLE size [80, 100]"),
+    "rle_transposed": ({"segmentation": _rle_sized(50, 40)}, "rle_size_mismatch", "(transposed)"),
+    "uncompressed_rle_short": ({"segmentation": {"size": [40, 50], "counts": [10, 20, 30]}}, "rle_counts",
+                               "sum 60"),
+    "empty_polygons": ({"segmentation": []}, "empty_segmentation", "empty segmentation"),
+    "four_coordinates": ({"segmentation": [[1, 1, 9, 9]]}, "degenerate_polygon", "4 coordinates"),
+    "zero_area": ({"segmentation": [[1, 1, 5, 5, 9, 9]]}, "degenerate_polygon", "zero area"),
+    "unknown_category": ({"category_id": 999, "segmentation": polygon_rect(1, 1, 5, 5)}, "unknown_category",
+                         "unknown category_id 999"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANNOTATIONS))
+def test_bad_annotation_is_one_line_or_skipped_and_counted(tmp_path, case):
+    bad, kind, text = BAD_ANNOTATIONS[case]
+    path = _instances_with(tmp_path, bad)
+    with pytest.raises(InputError) as caught:
+        load_instances(path)
+    message = str(caught.value)
+    assert str(path) in message and "annotation 2 (image 7)" in message and text in message
+    skipped = load_instances(path, on_error="skip")
+    assert skipped.skipped == {kind: 1}
+    assert "annotation 2" in skipped.skipped_examples[0]
+    # what is left is exactly the good polygon: never a silently different mask
+    expected = category_mask(ImageAnnotations(7, 40, 50, {18: [polygon_rect(2, 3, 12, 13)]}), 18)
+    assert expected.sum() >= 100
+    assert np.array_equal(category_mask(skipped.images[7], 18), expected)
+
+
+def test_crowd_and_other_images_are_not_checked(tmp_path):
+    """Only the non-crowd annotations of the images asked for are rasterised, so only they are checked."""
+    path = write_instances(tmp_path / "instances.json",
+                           [{"id": 7, "height": 40, "width": 50}, {"id": 8, "height": 40, "width": 50}],
+                           [{"image_id": 7, "category_id": 18, "segmentation": polygon_rect(2, 3, 12, 13)},
+                            {"image_id": 7, "category_id": 18, "segmentation": _rle_sized(80, 100), "iscrowd": 1},
+                            {"image_id": 8, "category_id": 18, "segmentation": []}],
+                           [(18, "dog")])
+    assert sorted(load_instances(path, [7]).images) == [7]
+    with pytest.raises(InputError, match="annotation 3 \\(image 8\\)"):
+        load_instances(path)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.io import savemat
-from tests.helpers.scores import SCORES, synthetic_dataset, write_tensors_h5
+from tests.helpers.scores import SCORES, rle_of, synthetic_dataset, write_tensors_h5
 
 from vgsalign.cli import run_main
 from vgsalign.scores.run import main
@@ -294,3 +294,26 @@ def test_vanishing_mask_is_a_counted_exclusion(tmp_path):
 def test_tensor_time_mapping_conflict(data, tmp_path, capsys):
     assert _run(data, tmp_path / "out", "--frames-per-tensor-frame", "8") == 2
     assert "contradicts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["reference", "exact"])
+def test_annotation_of_another_size_stops_or_is_skipped(data, tmp_path, capsys, mode):
+    """An RLE sized for another image: one line naming the annotation, never another mask."""
+    instances = json.loads(data["instances"].read_text())
+    victim = next(a for a in instances["annotations"] if isinstance(a["segmentation"], dict))
+    h, w = victim["segmentation"]["size"]
+    victim["segmentation"] = rle_of(np.ones((w, h), dtype=bool))              # transposed
+    bad = tmp_path / "instances.json"
+    bad.write_text(json.dumps(instances))
+    edited = {**data, "instances": bad}
+    assert _run(edited, tmp_path / "out", "--mode", mode) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "IndexError" not in err
+    line = next(line for line in err.splitlines() if "error:" in line)
+    assert str(bad) in line and f"annotation {victim['id']} (image {victim['image_id']})" in line
+    assert "transposed" in line
+    assert not (tmp_path / "out").exists()
+    assert _run(edited, tmp_path / "skip", "--mode", mode, "--on-error", "skip") == 0
+    summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
+    assert summary["counts"]["annotations_skipped"] == {"rle_size_mismatch": 1}
+    assert summary["options"]["on_error"] == "skip"

@@ -31,7 +31,7 @@ def describe_chunk(index: int, chunks: list[list[Unit]], job: ScoringJob) -> str
 def _exit_reason(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name if -exitcode in signal.Signals._value2member_map_ else str(-exitcode)
-        hint = " (SIGKILL: killed, often by the out-of-memory killer)" if -exitcode == signal.SIGKILL else ""
+        hint = " (from outside the step, often the out-of-memory killer)" if -exitcode == signal.SIGKILL else ""
         return f"killed by signal {name}{hint}"
     return f"exited with status {exitcode}"
 
