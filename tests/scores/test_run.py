@@ -13,6 +13,7 @@ from scipy.io import savemat
 from tests.helpers.scores import SCORES, rle_of, synthetic_dataset, write_tensors_h5
 
 from vgsalign.cli import run_main
+from vgsalign.scores.instances import category_mask
 from vgsalign.scores.run import main
 
 SETTINGS = {"mode": "reference", "softmax": "both", "as_word_normalization": "object", "grid": 224,
@@ -317,3 +318,79 @@ def test_annotation_of_another_size_stops_or_is_skipped(data, tmp_path, capsys, 
     summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
     assert summary["counts"]["annotations_skipped"] == {"rle_size_mismatch": 1}
     assert summary["options"]["on_error"] == "skip"
+
+
+def _with_offset(data, tmp_path, offset: float):
+    """A copy of the tensors recording input_frames_offset (frame k covers [offset + k r, offset + (k+1) r))."""
+    shifted = tmp_path / "shifted.h5"
+    shutil.copy(data["tensors"], shifted)
+    with h5py.File(shifted, "a") as h5:
+        h5.attrs["input_frames_offset"] = offset
+        avt, ids = h5["avt"][()], [u.decode() for u in h5["utt_id"][()]]
+    return shifted, dict(zip(ids, avt))
+
+
+@pytest.mark.parametrize("softmax,normalization", [("both", "object"), ("none", "image")])
+def test_input_frames_offset_reference_matches_the_upsampled_oracle(tmp_path, softmax, normalization):
+    from tests.helpers.scores import upsampled_reference_scores
+    from vgsalign.scores.instances import load_instances
+    from vgsalign.scores.masks import reference_mask
+
+    data = synthetic_dataset(tmp_path / "d", n_images=3, captions_per_image=2, pairs_per_caption=2,
+                             n_frames=16, grid=4, image_size=(30, 40), seed=5)
+    tensors, avt_of = _with_offset(data, tmp_path, -24.0)
+    assert _run(data, tmp_path / "out", "--grid", "32", "--softmax", softmax, "--as-word-normalization",
+                normalization, "--on-missing", "error", tensors=tensors) == 0
+    table = pd.read_csv(tmp_path / "out" / "pair_scores.csv", dtype={"utt_id": str})
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["inputs"]["time_mapping"]["input_frames_offset"] == -24.0
+    instances = load_instances(data["instances"])
+    for _, pair in table.iterrows():
+        image = instances.images[int(pair["image_id"])]
+        mask = reference_mask(category_mask(image, int(pair["category_id"])), 32, 0.01)
+        expected = upsampled_reference_scores(avt_of[pair["utt_id"]], int(pair["onset_frame"]),
+                                              int(pair["offset_frame"]), mask, 512, softmax, normalization,
+                                              input_frames_offset=-24)
+        for score in SCORES:
+            assert pair[score] == pytest.approx(expected[score], rel=1e-9, abs=1e-12), score
+    # the offset matters: without it the same pairs score differently
+    assert _run(data, tmp_path / "plain", "--grid", "32", "--softmax", softmax, "--as-word-normalization",
+                normalization) == 0
+    plain = pd.read_csv(tmp_path / "plain" / "pair_scores.csv", dtype={"utt_id": str})
+    both = table.merge(plain, on=["utt_id", "word_index"], suffixes=("", "_plain"))
+    assert len(both) == len(table) and (both["as_object"] - both["as_object_plain"]).abs().max() > 1e-6
+    # words past the covered frames [-24, 488) are excluded, not clipped
+    pairs = pd.read_csv(data["pairs"])
+    assert summary["counts"]["excluded_by_reason"].get("span_outside_tensor", 0) == int((pairs["offset_frame"] > 488).sum())
+    assert len(table) == len(pairs) - int((pairs["offset_frame"] > 488).sum())
+
+
+def test_input_frames_offset_exact_matches_the_supersampled_oracle(tmp_path):
+    """A half-frame offset (exact mode only), against the supersampled oracle."""
+    from tests.helpers.scores import upsampled_exact_scores
+    from vgsalign.scores.instances import load_instances
+
+    data = synthetic_dataset(tmp_path / "d", n_images=2, captions_per_image=2, pairs_per_caption=2,
+                             n_frames=16, grid=4, image_size=(12, 16), seed=7)
+    pairs = pd.read_csv(data["pairs"], dtype={"utt_id": str})
+    pairs["onset_s"], pairs["offset_s"] = pairs["onset_s"].round(2), pairs["offset_s"].round(2)
+    pairs.to_csv(data["pairs"], index=False)
+    tensors, avt_of = _with_offset(data, tmp_path, -3.5)
+    assert _run(data, tmp_path / "out", "--mode", "exact", "--softmax", "none", tensors=tensors) == 0
+    table = pd.read_csv(tmp_path / "out" / "pair_scores.csv", dtype={"utt_id": str})
+    assert len(table) >= 6
+    instances = load_instances(data["instances"])
+    for _, pair in table.iterrows():
+        mask = category_mask(instances.images[int(pair["image_id"])], int(pair["category_id"]))
+        # input frames from the tensor's start, in half frames: (pad + onset / hop + 3.5) * 2
+        start = round((pair["pad_frames"] + pair["onset_s"] * 100 + 3.5) * 2)
+        end = round((pair["pad_frames"] + pair["offset_s"] * 100 + 3.5) * 2)
+        expected = upsampled_exact_scores(avt_of[pair["utt_id"]], start, end, 2, 64, mask, "none", "object")
+        for score in SCORES:
+            assert pair[score] == pytest.approx(expected[score], rel=1e-9, abs=1e-12), score
+
+
+def test_fractional_offset_needs_exact_mode(data, tmp_path, capsys):
+    tensors, _ = _with_offset(data, tmp_path, 2.5)
+    assert _run(data, tmp_path / "out", tensors=tensors) == 2
+    assert "input_frames_offset = 2.5" in capsys.readouterr().err
