@@ -176,7 +176,7 @@ def test_an_edited_stage_module_reruns_its_stage_and_what_follows(workflow, modu
 
 
 def test_shared_helpers_are_not_hashed(workflow):
-    """Editing cli/errors/atomic/settings reruns nothing (README: force with -R)."""
+    """Editing cli/errors/atomic/settings reruns nothing (docs/cluster.md: force with -R)."""
     path = workflow.tree / "src/vgsalign/atomic.py"
     original = path.read_text()
     try:
