@@ -84,7 +84,7 @@ def main() -> int:
 
     from vgsalign.testdata import pairs
 
-    from vgsalign.resources import provision as resources
+    from vgsalign.resources import tagger, vectors as word_vectors
 
     from vgsalign.testdata import similarities
 
@@ -109,16 +109,17 @@ def main() -> int:
 
     res = args.work / "resources"
     t0 = time.perf_counter()
-    resources.provision_tagger(config["resources"]["tagger"], res / "nltk_data")
+    tagger.provision_tagger(config["resources"]["tagger"], res / "nltk_data")
     vectors = res / "vectors" / f"{config['word_vectors']['source']}.kv"
-    resources.provision_vectors(config["word_vectors"]["source"], config["word_vectors"]["path"], vectors)
+    word_vectors.provision_vectors(config["word_vectors"]["source"], config["word_vectors"]["path"], vectors)
     print(f"resources (once, not counted below): {time.perf_counter() - t0:.1f} s")
 
     out, reports = args.work / "testdata", args.work / "testdata/reports"
     if args.tracemalloc:
         tracemalloc.start()
     steps = [
-        ("dataset", lambda: dataset.build("speechcoco", speech_root, None, instances, split, out, reports / "dataset.json")),
+        ("dataset", lambda: dataset.build(dataset.DatasetSettings(source="speechcoco", alignments_root=None), speech_root,
+                                          instances.parent.parent, split, out, reports / "dataset.json")),
         ("frames", lambda: frames.build(out / "utterances.csv", out / "words.csv",
                                         frames.FrameSettings(**config["frames"]), out / "frames.csv", reports / "frames.json")),
         ("nouns", lambda: nouns.build(out / "frames.csv", res / "nltk_data", nouns.NounSettings(**config["nouns"]),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from functools import lru_cache
 
 import numpy as np
@@ -11,7 +9,6 @@ import pandas as pd
 import pytest
 
 import tests.helpers.testdata as h
-from vgsalign.testdata import dataset
 from vgsalign.testdata import frames
 from vgsalign.testdata import labels
 from vgsalign.testdata import pairs
@@ -28,105 +25,6 @@ def tiny_kv(drop: tuple[str, ...] = ()):
     kv = KeyedVectors(vector_size=50)
     kv.add_vectors(list(vectors), np.stack(list(vectors.values())))
     return kv
-
-
-# ----------------------------------------------------------------------------- dataset
-
-def test_word_ends_at_next_non_syllable_entry_and_last_word_at_caption_end():
-    words = dataset.words_from_timecode(
-        h.timecode([("a", 100), ("white", 300)], end=None), caption_end_s=1.25, where="x.json")
-    assert [(w.word, w.onset_s, w.offset_s) for w in words] == [("a", 0.1, 0.3), ("white", 0.3, 1.25)]
-    # phonemes and syllables inside a word do not end it; a SIL or SEPR does
-    closed = dataset.words_from_timecode(h.timecode([("a", 100), ("dog", 300)], end=("SIL", 800)), 2.0, "x.json")
-    assert closed[-1].offset_s == pytest.approx(0.8)
-    sepr = dataset.words_from_timecode(h.timecode([("a", 100), ("dog", 300)], end=("SEPR", 650)), 2.0, "x.json")
-    assert sepr[-1].offset_s == pytest.approx(0.65)
-    # the real corpus's layout: SYL and SEPR share the next word's onset time
-    real = [[1926.3068, "SYL", ""], [1926.3068, "SEPR", " "], [1926.3068, "WORD", "white"],
-            [1926.3068, "PHO", "w"], [2050.7955, "PHO", "ai"], [2144.6591, "PHO", "t"],
-            [2179.3182, "SYL", ""], [2179.3182, "SEPR", " "]]
-    (white,) = dataset.words_from_timecode(real, 3.0, "x.json")
-    assert (white.onset_s, white.offset_s) == pytest.approx((1.9263068, 2.1793182))
-
-
-@pytest.mark.parametrize("timecode, problem", [
-    ([[0, "SIL", ""], [500, "WORD", "a"], [300, "WORD", "dog"]], "comes before the previous one"),
-    ([[-10, "WORD", "a"]], "negative time"),
-    ([[0, "WORD"]], r"is not \[time_ms, kind, label\]"),
-    ([["soon", "WORD", "a"]], "no valid time"),
-])
-def test_bad_timecodes_are_errors(timecode, problem):
-    with pytest.raises(InputError, match=problem) as err:
-        dataset.words_from_timecode(timecode, 2.0, "cap.json")
-    assert err.value.where == "cap.json"
-
-
-def test_caption_file_errors_name_the_file(tmp_path):
-    speech = tmp_path / "speech"
-    no_tc = h.write_caption(speech, "1_1_V_None_1-0", 1, [("a", 100)], ("SIL", 300), 1.0, timecode=None)
-    with pytest.raises(InputError, match="no `timecode` entry") as err:
-        dataset.read_speechcoco_caption(no_tc, speech / h.SPLIT / "wav")
-    assert err.value.where == str(no_tc)
-
-    late = h.write_caption(speech, "1_2_V_None_1-0", 1, [("a", 100), ("dog", 600)], ("SIL", 1500), 1.0)
-    with pytest.raises(InputError, match="after the audio's end"):
-        dataset.read_speechcoco_caption(late, speech / h.SPLIT / "wav")
-
-    wrong = h.write_caption(speech, "1_3_V_None_1-0", 1, [("a", 100)], ("SIL", 300), 1.0, duration=1.5)
-    with pytest.raises(InputError, match="lasts 1.000 s"):
-        dataset.read_speechcoco_caption(wrong, speech / h.SPLIT / "wav")
-
-    gone = h.write_caption(speech, "1_4_V_None_1-0", 1, [("a", 100)], ("SIL", 300), 1.0)
-    (speech / h.SPLIT / "wav" / "1_4_V_None_1-0.wav").unlink()
-    with pytest.raises(InputError, match="does not exist") as err:
-        dataset.read_speechcoco_caption(gone, speech / h.SPLIT / "wav")
-    assert err.value.where == str(gone)
-
-
-def test_disagreeing_text_and_unknown_image_are_counted_drops(tmp_path):
-    speech = tmp_path / "speech"
-    h.write_caption(speech, "1_1_V_None_1-0", 1, [("a", 100), ("dog", 300)], ("SIL", 700), 1.0)
-    h.write_caption(speech, "1_2_V_None_1-0", 1, [("a", 100), ("dog", 300)], ("SIL", 700), 1.0, text="A cat.")
-    h.write_caption(speech, "7_3_V_None_1-0", 7, [("a", 100), ("dog", 300)], ("SIL", 700), 1.0)
-    result = dataset.read_speechcoco(speech, h.SPLIT, image_ids={1})
-    assert [u.utt_id for u in result.utterances] == ["1_1_V_None_1-0"]
-    reasons = sorted(r for _, r in result.drops)
-    assert reasons == ["aligned words disagree with the caption text", "image 7 is not in the instances file"]
-
-
-def test_words_match_text_ignores_case_punctuation_and_unk():
-    assert dataset.words_match_text(["a", "man's", "t-shirt"], "A man's T-shirt.")
-    assert dataset.words_match_text(["<unk>", "dog"], "A dog")
-    assert not dataset.words_match_text(["a", "dog"], "A cat")
-
-
-def test_spokencoco_reader_with_textgrid_alignments(tmp_path):
-    import textgrids
-
-    speech, grids = tmp_path / "spoken", tmp_path / "mfa"
-    wav_rel = "wavs/val/0/spk1-ABC_000000000001_5.wav"
-    h.write_wav(speech / wav_rel, 1.2)
-    index = {"data": [{"image": "val2014/COCO_val2014_000000000001.jpg", "captions": [
-        {"text": "A DOG ON GRASS", "speaker": "spk1", "uttid": "spk1-ABC_000000000001_5", "wav": wav_rel}]}]}
-    (speech / "SpokenCOCO_val.json").write_text(json.dumps(index))
-    grid = textgrids.TextGrid()
-    grid.xmin, grid.xmax = 0.0, 1.2
-    tier = textgrids.Tier(xmin=0.0, xmax=1.2)
-    for text, a, b in [("", 0.0, 0.1), ("a", 0.1, 0.2), ("dog", 0.2, 0.55), ("on", 0.55, 0.7), ("grass", 0.7, 1.1),
-                       ("", 1.1, 1.2)]:
-        tier.append(textgrids.Interval(text, a, b))
-    grid["words"] = tier
-    out = grids / "val/0/spk1-ABC_000000000001_5.TextGrid"
-    out.parent.mkdir(parents=True)
-    grid.write(str(out))
-    result = dataset.read_spokencoco(speech, grids, "val2014", image_ids={1})
-    (utt,) = result.utterances
-    assert utt.image_id == 1 and utt.duration_s == pytest.approx(1.2)
-    assert [(w.word, w.onset_s, w.offset_s) for w in utt.words] == [
-        ("a", 0.1, 0.2), ("dog", 0.2, 0.55), ("on", 0.55, 0.7), ("grass", 0.7, 1.1)]
-    # a caption without a TextGrid is a counted drop
-    out.unlink()
-    assert dataset.read_spokencoco(speech, grids, "val2014", image_ids={1}).drops[0][1] == "no TextGrid alignment"
 
 
 # ----------------------------------------------------------------------------- frames
@@ -173,7 +71,7 @@ def test_long_utterance_cut_marks_straddling_and_later_words():
 
 def test_tagger_finds_nouns_in_lower_cased_words(tmp_path):
     from vgsalign.testdata import nouns
-    from vgsalign.resources import provision as resources
+    from vgsalign.resources import tagger as resources
 
     resources.provision_tagger("aptagger", tmp_path / "nltk_data")
     resources.use_tagger(tmp_path / "nltk_data")
@@ -258,17 +156,3 @@ def test_threshold_edge_and_ties():
     assert pup["category_id"] == 17 and not pup["accepted"]
     assert chosen.columns.tolist() == pairs.PAIR_COLUMNS
     assert chosen.iloc[0][["onset_frame", "offset_frame"]].tolist() == [10, 40]
-
-
-def test_cli_reports_bad_input_in_one_line(tmp_path):
-    speech = tmp_path / "speech"
-    h.write_caption(speech, "1_1_V_None_1-0", 1, [("a", 100)], ("SIL", 300), 1.0, timecode=None)
-    instances = h.write_instances(tmp_path / "coco" / "instances.json")
-    proc = subprocess.run(
-        ["vgsalign", "dataset", "--source", "speechcoco", "--speech-root", str(speech), "--instances", str(instances),
-         "--split", h.SPLIT, "--out-dir", str(tmp_path / "out"), "--report", str(tmp_path / "out/r.json")],
-        capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("vgsalign dataset: error: ")
-    assert "1_1_V_None_1-0.json: no `timecode` entry" in proc.stderr
-    assert not (tmp_path / "out" / "words.csv").exists()

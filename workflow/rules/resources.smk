@@ -1,15 +1,16 @@
 # Offline resources, provisioned once under resources/: the POS tagger (NLTK's own data, or
 # the model packaged in textblob-aptagger converted to NLTK's format) and the word vectors
-# (a gensim KeyedVectors file). Nothing is downloaded.
+# (a gensim KeyedVectors file). Nothing is downloaded. Each rule hashes its own module, so a
+# change to the tagger code does not rerun the vectors.
 
 
 rule tagger:
     output:
         tagger_manifest(),
     params:
-        policy=config["resources"]["tagger"],
+        resources=as_json(config["resources"]),
         nltk_data=lambda wildcards, output: str(Path(output[0]).parent),
-        code=code_version("resources"),
+        code=code_version("resources/tagger"),
     resources:
         mem_mb=JOB_SIZES["tagger"].mem_mb,
         runtime=JOB_SIZES["tagger"].runtime,
@@ -20,15 +21,15 @@ rule tagger:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign tagger --policy {params.policy} --nltk-data {params.nltk_data} 2>&1 | tee {log}"
+        "vgsalign tagger --resources {params.resources} --nltk-data {params.nltk_data} 2>&1 | tee {log}"
 
 
 rule word_vectors:
     output:
         vectors_file(),
     params:
-        settings=as_json(config["word_vectors"]),
-        code=code_version("resources"),
+        word_vectors=as_json(config["word_vectors"]),
+        code=code_version("resources/vectors"),
     log:
         f"{LOGS}/resources/word_vectors.log",
     benchmark:
@@ -39,7 +40,7 @@ rule word_vectors:
         mem_mb=JOB_SIZES["word_vectors"].mem_mb,
         runtime=JOB_SIZES["word_vectors"].runtime,
     shell:
-        "vgsalign word-vectors --settings {params.settings} --out {output} 2>&1 | tee {log}"
+        "vgsalign word-vectors --word-vectors {params.word_vectors} --out {output} 2>&1 | tee {log}"
 
 
 rule resources:

@@ -4,25 +4,26 @@
 
 TESTDATA = f"{RESULTS}/testdata"
 TEST_SPLIT = SPLITS["test"]
+# instances files the dataset step reads: the test split's; for SpokenCOCO every used split's,
+# since its indexes mix COCO splits (val2014 "restval" images in the train index)
+DATASET_INSTANCES = [] if IS_DEMO else sorted(
+    {instances_json(split) for split in (USED_SPLITS if config["dataset"]["source"] == "spokencoco" else [TEST_SPLIT])}
+)
 
 
 rule testdata_dataset:
     input:
         ready=corpus_ready(TEST_SPLIT),
-        instances=[] if IS_DEMO else instances_json(TEST_SPLIT),
+        # SpokenCOCO's indexes mix COCO splits (restval images of val2014 in the train index)
+        instances=DATASET_INSTANCES,
     output:
         utterances=f"{TESTDATA}/utterances.csv",
         words=f"{TESTDATA}/words.csv",
         report=f"{TESTDATA}/reports/dataset.json",
     params:
-        source=config["dataset"]["source"],
+        dataset=as_json({key: config["dataset"][key] for key in ("source", "alignments_root")}),
         speech_root=speech_root(),
-        alignments=(
-            f"--alignments-root {config['dataset']['alignments_root']}"
-            if config["dataset"]["source"] == "spokencoco"
-            else ""
-        ),
-        instances=instances_json(TEST_SPLIT),
+        coco_root=coco_root(),
         split=TEST_SPLIT,
         out_dir=lambda wildcards, output: str(Path(output.utterances).parent),
         code=code_version("testdata", "corpus", "tables"),
@@ -36,8 +37,8 @@ rule testdata_dataset:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign testdata-dataset --source {params.source} --speech-root {params.speech_root} {params.alignments}"
-        " --instances {params.instances} --split {params.split} --out-dir {params.out_dir}"
+        "vgsalign testdata-dataset --dataset {params.dataset} --speech-root {params.speech_root}"
+        " --coco-root {params.coco_root} --split {params.split} --out-dir {params.out_dir}"
         " --report {output.report} 2>&1 | tee {log}"
 
 
@@ -49,7 +50,7 @@ rule testdata_frames:
         frames=f"{TESTDATA}/frames.csv",
         report=f"{TESTDATA}/reports/frames.json",
     params:
-        settings=as_json(config["frames"]),
+        frames=as_json(config["frames"]),
         code=code_version("testdata", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
@@ -61,7 +62,7 @@ rule testdata_frames:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign testdata-frames --utterances {input.utterances} --words {input.words} --settings {params.settings}"
+        "vgsalign testdata-frames --utterances {input.utterances} --words {input.words} --frames {params.frames}"
         " --out {output.frames} --report {output.report} 2>&1 | tee {log}"
 
 
@@ -73,7 +74,7 @@ rule testdata_nouns:
         nouns=f"{TESTDATA}/nouns.csv",
         report=f"{TESTDATA}/reports/nouns.json",
     params:
-        settings=as_json(config["nouns"]),
+        nouns=as_json(config["nouns"]),
         code=code_version("testdata", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
@@ -85,7 +86,7 @@ rule testdata_nouns:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign testdata-nouns --frames {input.frames} --tagger {input.tagger} --settings {params.settings}"
+        "vgsalign testdata-nouns --frames {input.frames} --tagger {input.tagger} --nouns {params.nouns}"
         " --out {output.nouns} --report {output.report} 2>&1 | tee {log}"
 
 
@@ -97,7 +98,7 @@ rule testdata_vocab:
         vocab=f"{TESTDATA}/vocab.csv",
         report=f"{TESTDATA}/reports/vocab.json",
     params:
-        settings=as_json(config["vocab"]),
+        vocab=as_json(config["vocab"]),
         code=code_version("testdata", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
@@ -109,7 +110,7 @@ rule testdata_vocab:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign testdata-vocab --nouns {input.nouns} --vectors {input.vectors} --settings {params.settings}"
+        "vgsalign testdata-vocab --nouns {input.nouns} --vectors {input.vectors} --vocab {params.vocab}"
         " --out {output.vocab} --report {output.report} 2>&1 | tee {log}"
 
 
@@ -192,7 +193,7 @@ rule testdata_pairs:
         pairs=f"{TESTDATA}/pairs.csv",
         report=f"{TESTDATA}/reports/pairs.json",
     params:
-        settings=as_json(config["match"]),
+        match=as_json(config["match"]),
         code=code_version("testdata", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
@@ -205,7 +206,7 @@ rule testdata_pairs:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-pairs --similarities {input.similarities} --vocab {input.vocab} --utterances {input.utterances}"
-        " --settings {params.settings} --out {output.pairs} --report {output.report} 2>&1 | tee {log}"
+        " --match {params.match} --out {output.pairs} --report {output.report} 2>&1 | tee {log}"
 
 
 rule testdata_summary:

@@ -1,4 +1,4 @@
-"""MSCOCO instances files: a pycocotools index, and the image ids a split has."""
+"""MSCOCO 2014 as unzipped: instances files (a pycocotools index, the image ids a split has) and image folders."""
 
 from __future__ import annotations
 
@@ -21,3 +21,23 @@ def open_coco(instances_json: Path):
             return COCO(str(instances_json))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
         raise InputError(instances_json, f"not a COCO instances file ({type(err).__name__}: {err})") from None
+
+
+def instances_path(coco_root: Path, split: str) -> Path:
+    """`annotations/instances_<split>.json`, as MSCOCO's annotation zip unpacks."""
+    return Path(coco_root) / "annotations" / f"instances_{split}.json"
+
+
+def image_folder(coco_root: Path, split: str) -> Path:
+    """The folder of a split's images: `<coco_root>/<split>/` as MSCOCO's image zips unpack
+    (train2014.zip -> train2014/COCO_train2014_<12-digit id>.jpg), else `<coco_root>/images/<split>/`
+    (the built-in demo corpus). File names come from the instances file's `file_name`."""
+    coco_root = Path(coco_root)
+    unzipped = coco_root / split
+    demo = coco_root / "images" / split
+    return demo if demo.is_dir() and not unzipped.is_dir() else unzipped
+
+
+def coco_image_ids(instances_json: Path) -> set[int]:
+    coco = open_coco(instances_json)
+    return {int(i) for i in coco.getImgIds()}

@@ -119,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vgsalign frames", description="Word spans on the input-frame grid.")
     parser.add_argument("--utterances", required=True, type=Path)
     parser.add_argument("--words", required=True, type=Path)
-    parser.add_argument("--settings", required=True, help="the frames config slice as JSON")
+    parser.add_argument("--frames", required=True, help="the frames config slice as JSON")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(FrameSettings, args.settings)
+    settings = settings_from_json(FrameSettings, args.frames, where="--frames")
     report = build(args.utterances, args.words, settings, args.out, args.report)
     print(f"{report['utterances']} utterances ({report['utterances_cut']} cut); words kept {report['words_kept']}, "
           f"partly cut {report['words_partly_cut']}, beyond the cut {report['words_beyond_cut']}")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..atomic import write_csv, write_json
 from ..errors import InputError
-from ..resources.provision import use_tagger
+from ..resources.tagger import use_tagger
 from ..settings import settings_from_json
 from ..tables import read_table
 
@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vgsalign nouns", description="POS-tag the words and keep the nouns.")
     parser.add_argument("--frames", required=True, type=Path, help="frames.csv")
     parser.add_argument("--tagger", required=True, type=Path, help="the tagger manifest (vgsalign_tagger.json)")
-    parser.add_argument("--settings", required=True, help="the nouns config slice as JSON")
+    parser.add_argument("--nouns", required=True, help="the nouns config slice as JSON")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(NounSettings, args.settings)
+    settings = settings_from_json(NounSettings, args.nouns, where="--nouns")
     if not args.tagger.is_file():
         raise InputError(args.tagger, "tagger manifest not found (run the `resources` rule)")
     manifest = json.loads(args.tagger.read_text())

@@ -4,7 +4,7 @@ For every kept noun the best-matching label of its image is taken (ties: the low
 id); the noun becomes a pair when that similarity is at or above `match.threshold`
 (a similarity exactly at the threshold is accepted). The threshold must suit the vectors:
 0.5 for the GoogleNews word2vec vectors (the original), higher for GloVe-50d, which rates
-unrelated words fairly high (see README).
+unrelated words fairly high (see docs/design.md).
 
 Output `pairs.csv`: utt_id, image_id, word_index, word, category, category_id, similarity,
 onset_s, offset_s, onset_frame, offset_frame, pad_frames, n_frames, duration_s, wav, split.
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--similarities", required=True, type=Path)
     parser.add_argument("--vocab", required=True, type=Path)
     parser.add_argument("--utterances", required=True, type=Path)
-    parser.add_argument("--settings", required=True, help="the match config slice as JSON")
+    parser.add_argument("--match", required=True, help="the match config slice as JSON")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(MatchSettings, args.settings)
+    settings = settings_from_json(MatchSettings, args.match, where="--match")
     report = build(args.similarities, args.vocab, args.utterances, settings, args.out, args.report)
     print(f"threshold {settings.threshold}: {report['pairs']} pairs in {report['utterances']} utterances; "
           f"{report['nouns_below_threshold']} nouns below")

@@ -68,7 +68,7 @@ def noun_label_similarities(nouns: pd.DataFrame, labels: pd.DataFrame, kv) -> tu
 
 
 def compute(vocab_csv: Path, labels_csv: Path, vectors: Path, out: Path, report_path: Path) -> dict:
-    from ..resources.provision import load_vectors
+    from ..resources.vectors import load_vectors
 
     vocab = read_table(vocab_csv, required=("utt_id", "image_id", "word_index", "word", "kept"))
     labels = read_table(labels_csv, required=("image_id", "category_id", "category", "label_tokens"))

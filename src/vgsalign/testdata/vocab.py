@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import write_csv, write_json
 from ..errors import InputError
-from ..resources.provision import load_vectors
+from ..resources.vectors import load_vectors
 from ..settings import settings_from_json
 from ..tables import read_table
 
@@ -70,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vgsalign vocab", description="Drop nouns unknown to the word vectors.")
     parser.add_argument("--nouns", required=True, type=Path)
     parser.add_argument("--vectors", required=True, type=Path, help="KeyedVectors file (.kv)")
-    parser.add_argument("--settings", required=True, help="the vocab config slice as JSON")
+    parser.add_argument("--vocab", required=True, help="the vocab config slice as JSON")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(VocabSettings, args.settings)
+    settings = settings_from_json(VocabSettings, args.vocab, where="--vocab")
     report = build(args.nouns, args.vectors, settings, args.out, args.report)
     print(f"{settings.policy}: {report['nouns_oov']} unknown nouns, {report['nouns_dropped']} nouns and "
           f"{report['utterances_losing_all_nouns']} utterances dropped")

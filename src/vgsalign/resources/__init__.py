@@ -1,0 +1,1 @@
+"""Offline resources: the POS tagger and the word vectors."""
