@@ -64,8 +64,16 @@ def speech_root():
 
 
 def coco_root():
-    """Folder holding images/<split>/ and annotations/instances_<split>.json."""
+    """Folder holding annotations/instances_<split>.json and the images (image_dir)."""
     return f"{RESULTS}/corpus/coco" if IS_DEMO else config["dataset"]["coco_root"]
+
+
+def image_dir(split):
+    """A split's image folder: <coco_root>/<split>/ as MSCOCO 2014 unzips (or images/<split>/
+    where only that exists); the demo corpus writes images/<split>/."""
+    from vgsalign.corpus.coco import image_folder
+
+    return f"{coco_root()}/images/{split}" if IS_DEMO else str(image_folder(Path(coco_root()), split))
 
 
 def instances_json(split):

@@ -120,7 +120,7 @@ rule features_visual:
     params:
         visual=as_json(VISUAL_SETTINGS),
         sharding=as_json(config["features"]),
-        image_dir=lambda w: f"{coco_root()}/images/{w.split}",
+        image_dir=lambda w: image_dir(w.split),
         n_shards=lambda w: SHARD_COUNTS[w.split],
         code=code_version("features", "corpus", "runtime"),
     wildcard_constraints:

@@ -89,7 +89,7 @@ rule report_html:
         train=lambda w, input: str(Path(input.history).parent),
         scores=lambda w, input: str(Path(input.score_summary).parent),
         instances=instances_json(SPLITS["test"]),
-        images=f"{coco_root()}/images/{SPLITS['test']}",
+        images=image_dir(SPLITS["test"]),
         figures=lambda w, output: str(Path(output.similarities).parent),
         code=code_version("report", "scores", "testdata", "features", "corpus", "tables"),
     resources:
