@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import section_defaults
 from ..errors import InputError
 from .alignment import NORMALIZATIONS, SOFTMAX_CHOICES, reference_input_frames
 from .instances import ON_ERROR_CHOICES, Instances, load_instances
@@ -37,19 +38,25 @@ EXCLUSION_REASONS = {
 EXACT_END_TOLERANCE = 1e-6
 
 
+def _schema_default(key: str) -> Any:
+    """A field default read from the config schema's `scores` section: the one source of
+    defaults, so a hand-made ScoreSettings(bootstrap=20) means the config's defaults but that."""
+    return field(default_factory=lambda: section_defaults("scores")[key])
+
+
 @dataclass
 class ScoreSettings:
-    """The config's `scores` section."""
+    """The config's `scores` section (meanings and defaults: src/vgsalign/config.schema.yaml)."""
 
-    mode: str = "reference"
-    softmax: str = "both"
-    as_word_normalization: str = "object"
-    grid: int = 224
-    mask_threshold: float = 0.01
-    seed: int = 0
-    bootstrap: int = 1000
-    on_error: str = "error"              # a malformed annotation: stop, or skip it and count it
-    random_baseline: str = "native"      # native: tensor-shaped, scored as the model; original: 512 x 224 x 224
+    mode: str = _schema_default("mode")
+    softmax: str = _schema_default("softmax")
+    as_word_normalization: str = _schema_default("as_word_normalization")
+    grid: int = _schema_default("grid")
+    mask_threshold: float = _schema_default("mask_threshold")
+    seed: int = _schema_default("seed")
+    bootstrap: int = _schema_default("bootstrap")
+    on_error: str = _schema_default("on_error")                  # a malformed annotation: stop, or skip it
+    random_baseline: str = _schema_default("random_baseline")    # native | original (512 x 224 x 224)
 
     def validate(self, where: str = "settings") -> None:
         checks = [

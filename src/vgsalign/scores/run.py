@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> ScoreSettings:
     """--scores (the rule's config slice) plus flags; a flag that contradicts it is an error."""
-    settings = settings_from_json(ScoreSettings, args.scores, where="--scores") if args.scores else ScoreSettings()
+    settings = settings_from_json(ScoreSettings, args.scores or "{}", where="--scores", section="scores")
     for name, flag in SETTING_FLAGS.items():
         value = getattr(args, name)
         if value is None:
