@@ -77,6 +77,18 @@ def test_snakemake_stops_on_invalid_config_with_one_clear_message(repo_root, tmp
     )
     assert proc.returncode != 0
     assert "match.threshold = 7: expected a number <= 1" in proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).count("match.threshold = 7") == 1
+
+
+def test_snakemake_fills_defaults_of_a_short_config(repo_root, tmp_path):
+    short = tmp_path / "short.yaml"
+    short.write_text(yaml.safe_dump({"dataset": {"name": "short"}, "scores": {"mode": "exact"}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(short), "-d", str(tmp_path), "scores"],
+        cwd=repo_root, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "results/short/scores" in proc.stdout
 
 
 def test_check_config_cli(repo_root, tmp_path, default_config):
@@ -163,3 +175,147 @@ def test_settings_refuse_an_unknown_key_by_name_even_with_defaults():
     with pytest.raises(InputError) as err:
         settings_from_json(_Scores, '{"mode": "exact", "gird": 3}', "--scores", section="scores")
     assert "--scores" in str(err.value) and "unknown setting(s) ['gird']" in str(err.value)
+
+
+# --------------------------------------------------------------------------- check-config
+
+def _check_config(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["vgsalign", "check-config", *args], capture_output=True, text=True)
+
+
+def test_check_config_layers_files_as_snakemake_does(repo_root, tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"train": {"lr": 5.0, "epochs": 3}, "scores": {"mode": "exact"}}))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"train": {"lr": 0.01}}))
+    alone = _check_config(str(base))
+    assert alone.returncode == 0, alone.stderr     # lr has no upper bound: valid
+    merged = load_config(base, overlay)
+    assert merged["train"]["lr"] == 0.01 and merged["train"]["epochs"] == 3 and merged["scores"]["mode"] == "exact"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": {"epochs": 0}}))
+    layered = _check_config(str(base), str(overlay), str(bad))
+    assert layered.returncode == 2
+    assert f"{base} + {overlay} + {bad}" in layered.stderr and "train.epochs = 0: expected a number >= 1" in layered.stderr
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump({"train": {"epochs": 2}}))
+    assert _check_config(str(base), str(bad), str(fixed)).returncode == 0   # a later file repairs an earlier one
+
+
+def test_check_config_prints_each_problem_once(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    # one broken key read by the schema and by a cross-key check; and the same mistake in two layers
+    bad.write_text(yaml.safe_dump({"audio": {"hop_s": "ten ms"}, "vocab": {"policy": "keep"}}))
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump({"vocab": {"policy": "keep"}}))
+    proc = _check_config(str(bad), str(again))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert sum("audio.hop_s" in line for line in lines) == 1, proc.stderr
+    assert sum("vocab.policy = 'keep'" in line for line in lines) == 1, proc.stderr
+    assert len(lines) == len(set(lines))
+
+
+def test_cross_key_problem_is_reported_with_schema_errors(default_config):
+    default_config["match"]["threshold"] = "high"     # a schema error
+    default_config["audio"]["hop_s"] = 0.02           # a cross-key problem with frames.hop_s
+    default_config["frames"]["max"] = 500             # and one with scores.mode reference
+    with pytest.raises(InputError) as err:
+        validate_config(default_config)
+    text = str(err.value)
+    assert "match.threshold = 'high': expected type number" in text
+    assert "audio.hop_s = 0.02: expected the same value as frames.hop_s (0.01)" in text
+    assert "frames.max = 500: expected a multiple of 8 (e.g. 496 or 504)" in text
+    assert text.count("\n") == 3   # the heading line and one line per problem
+
+
+def test_unknown_top_level_section_and_unreadable_file_give_one_line(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("scorse:\n  mode: exact\n")
+    proc = _check_config(str(typo))
+    assert proc.returncode == 2 and "scorse: unknown setting; expected one of: audio, dataset" in proc.stderr
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    proc = _check_config(str(listing))
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert f"{listing}: expected a mapping of settings at the top level" in proc.stderr
+
+
+def test_check_config_defaults_prints_the_commented_default_config():
+    proc = _check_config("--defaults")
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(proc.stdout) == schema_default_config()
+    assert "# outputs go to results/<name>/\n  name: demo\n" in proc.stdout
+
+
+def test_docs_config_md_is_generated_from_the_schema(repo_root):
+    from vgsalign.config_docs import config_markdown
+
+    committed = (repo_root / "docs/config.md").read_text()
+    assert committed == config_markdown(), "regenerate: python -m vgsalign.config_docs > docs/config.md"
+    for path, prop in _walk_properties(load_schema()):
+        if "properties" not in prop:
+            assert f"| `{'.'.join(path)}` |" in committed
+
+
+# --------------------------------------------------------------------------- cross-key checks
+
+def _problems(config: dict) -> list[str]:
+    from vgsalign.config import config_problems
+
+    return config_problems(with_defaults(config))
+
+
+def test_audio_time_stride_matches_the_model_geometry():
+    from vgsalign.config import AUDIO_TIME_STRIDE
+    from vgsalign.train.models import POOL_AFTER, InputShape
+
+    assert AUDIO_TIME_STRIDE == 2 ** len(POOL_AFTER)
+    for frames in (8, 64, 512, 1024):
+        shape = InputShape(frames=frames, n_mels=40, grid_h=14, grid_w=14, channels=8)
+        assert shape.tensor_frames * AUDIO_TIME_STRIDE == frames
+    # not a multiple: the tensor frames do not stand for a whole number of input frames
+    assert (500 / InputShape(frames=500, n_mels=40, grid_h=14, grid_w=14, channels=8).tensor_frames) % 1
+
+
+@pytest.mark.parametrize("frames_max, mode, expected", [
+    (7, "exact", "frames.max = 7: expected at least 8, the audio branch's time stride"),
+    (7, "reference", "frames.max = 7: expected at least 8"),
+    (500, "reference", "frames.max = 500: expected a multiple of 8 (e.g. 496 or 504) when scores.mode is 'reference'"),
+])
+def test_frames_max_against_the_audio_stride(frames_max, mode, expected):
+    problems = _problems({"frames": {"max": frames_max}, "scores": {"mode": mode}})
+    assert len(problems) == 1 and expected in problems[0]
+
+
+def test_frames_max_not_a_multiple_is_fine_in_exact_mode():
+    assert _problems({"frames": {"max": 500}, "scores": {"mode": "exact"}}) == []
+
+
+@pytest.mark.parametrize("audio, expected", [
+    ({"n_fft": 256}, "audio.n_fft = 256: expected >= the window audio.win_s x audio.sample_rate (400 samples)"),
+    ({"sample_rate": 22050, "n_fft": 1024}, "audio.hop_s = 0.01: expected a whole number of samples at audio.sample_rate 22050"),
+    ({"win_s": 0.005}, "audio.win_s = 0.005: expected >= audio.hop_s"),
+])
+def test_audio_settings_that_cannot_work_together(audio, expected):
+    problems = _problems({"audio": audio})
+    assert any(expected in line for line in problems), problems
+
+
+def test_validation_pools_cannot_exceed_the_evaluated_images():
+    problems = _problems({"train": {"pool_size": 500, "eval_max_images": 200}})
+    assert problems == ["train.pool_size = 500: expected at most train.eval_max_images (200); "
+                        "the recall pools are drawn from the evaluated images"]
+    assert _problems({"train": {"pool_size": 200, "eval_max_images": 200}}) == []
+
+
+def test_demo_splits_must_be_generated():
+    problems = _problems({"dataset": {"splits": {"test": "test2014"}}})
+    assert problems == ["dataset.splits.test = 'test2014': expected a split the demo corpus generates "
+                        "(demo.n_images has ['train2014', 'val2014'])"]
+
+
+def test_cross_checks_skip_keys_with_schema_errors_instead_of_crashing():
+    problems = _problems({"frames": {"max": "many"}, "train": {"pool_size": None}, "dataset": {"splits": 3}})
+    assert problems == sorted(problems) and len(problems) == 3, problems
+    assert all(": expected type" in line for line in problems)

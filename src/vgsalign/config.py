@@ -187,48 +187,138 @@ def schema_errors(config: dict, schema: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------- cross-key checks
+# Each check reads the keys it names and returns problem lines. A check runs only when
+# none of its keys has a schema error, so it can trust their types, and every problem of
+# a config is reported in one go (schema errors and cross-key problems together).
 
-def cross_checks(config: dict) -> list[str]:
-    """Rules that involve several keys (on a config with its defaults filled)."""
-    lines = []
-    ds = config["dataset"]
-    if ds["source"] != "demo":
-        for key in ("speech_root", "coco_root"):
-            if not ds[key]:
-                lines.append(f"dataset.{key} = None: expected a folder when dataset.source is {ds['source']!r}")
-            elif not Path(ds[key]).is_dir():
-                lines.append(f"dataset.{key} = {ds[key]!r}: expected an existing folder")
-        if ds["source"] == "spokencoco" and not ds["alignments_root"]:
-            lines.append("dataset.alignments_root = None: expected the TextGrid folder when dataset.source is 'spokencoco'")
-    else:
-        for role, split in ds["splits"].items():
-            if split not in config["demo"]["n_images"]:
-                lines.append(
-                    f"dataset.splits.{role} = {split!r}: expected a split the demo corpus generates "
-                    f"(demo.n_images has {sorted(config['demo']['n_images'])})"
-                )
-    wv = config["word_vectors"]
-    if wv["source"] == "word2vec":
-        if not wv["path"]:
-            lines.append("word_vectors.path = None: expected a word2vec binary when word_vectors.source is 'word2vec'")
-        elif not Path(wv["path"]).is_file():
-            lines.append(f"word_vectors.path = {wv['path']!r}: expected an existing file")
-    if abs(config["audio"]["hop_s"] - config["frames"]["hop_s"]) > 1e-12:
-        lines.append(
-            f"audio.hop_s = {config['audio']['hop_s']!r}: expected the same value as frames.hop_s "
-            f"({config['frames']['hop_s']!r}); word frames and feature frames must coincide"
-        )
-    if config["audio"]["win_s"] < config["audio"]["hop_s"]:
-        lines.append(f"audio.win_s = {config['audio']['win_s']!r}: expected >= audio.hop_s")
-    vis = config["visual"]
+# Frames of audio input per frame of the alignment tensor: the audio branch has three
+# max-pools of stride 2 (vgsalign.train.models.POOL_AFTER), 2 ** 3.
+AUDIO_TIME_STRIDE = 8
+
+
+def _demo_splits(c: dict) -> list[str]:
+    if c["dataset"]["source"] != "demo":
+        return []
+    generated = c["demo"]["n_images"]
+    return [f"dataset.splits.{role} = {split!r}: expected a split the demo corpus generates "
+            f"(demo.n_images has {sorted(generated)})"
+            for role, split in c["dataset"]["splits"].items() if split not in generated]
+
+
+def _corpus_folders(c: dict) -> list[str]:
+    ds, lines = c["dataset"], []
+    if ds["source"] == "demo":
+        return lines
+    for key in ("speech_root", "coco_root"):
+        if not ds[key]:
+            lines.append(f"dataset.{key} = None: expected a folder when dataset.source is {ds['source']!r}")
+        elif not Path(ds[key]).is_dir():
+            lines.append(f"dataset.{key} = {ds[key]!r}: expected an existing folder")
+    if ds["source"] == "spokencoco" and not ds["alignments_root"]:
+        lines.append("dataset.alignments_root = None: expected the TextGrid folder when dataset.source is 'spokencoco'")
+    return lines
+
+
+def _word_vectors(c: dict) -> list[str]:
+    wv = c["word_vectors"]
+    if wv["source"] != "word2vec":
+        return []
+    if not wv["path"]:
+        return ["word_vectors.path = None: expected a word2vec binary when word_vectors.source is 'word2vec'"]
+    if not Path(wv["path"]).is_file():
+        return [f"word_vectors.path = {wv['path']!r}: expected an existing file"]
+    return []
+
+
+def _audio_frames(c: dict) -> list[str]:
+    audio, frames, lines = c["audio"], c["frames"], []
+    if abs(audio["hop_s"] - frames["hop_s"]) > 1e-12:
+        lines.append(f"audio.hop_s = {audio['hop_s']!r}: expected the same value as frames.hop_s "
+                     f"({frames['hop_s']!r}); word frames and feature frames must coincide")
+    hop_samples = audio["hop_s"] * audio["sample_rate"]
+    if abs(hop_samples - round(hop_samples)) > 1e-6:
+        # the hop is rounded to whole samples: feature frames would drift from the word times
+        lines.append(f"audio.hop_s = {audio['hop_s']!r}: expected a whole number of samples at audio.sample_rate "
+                     f"{audio['sample_rate']} (it is {hop_samples:g})")
+    if audio["win_s"] < audio["hop_s"]:
+        lines.append(f"audio.win_s = {audio['win_s']!r}: expected >= audio.hop_s")
+    window = int(round(audio["win_s"] * audio["sample_rate"]))
+    if audio["n_fft"] < window:
+        lines.append(f"audio.n_fft = {audio['n_fft']!r}: expected >= the window audio.win_s x audio.sample_rate "
+                     f"({window} samples)")
+    return lines
+
+
+def _frames_max(c: dict) -> list[str]:
+    most, stride = c["frames"]["max"], AUDIO_TIME_STRIDE
+    if most < stride:
+        return [f"frames.max = {most!r}: expected at least {stride}, the audio branch's time stride "
+                f"(its three stride-2 max-pools)"]
+    if c["scores"]["mode"] == "reference" and most % stride:
+        lower, upper = most - most % stride, most - most % stride + stride
+        return [f"frames.max = {most!r}: expected a multiple of {stride} (e.g. {lower} or {upper}) when "
+                f"scores.mode is 'reference': each tensor frame must stand for a whole number of input "
+                f"frames (or set scores.mode: exact)"]
+    return []
+
+
+def _visual_weights(c: dict) -> list[str]:
+    vis, lines = c["visual"], []
     if vis["backbone"] == "vgg16" and not vis["weights"] and not vis["allow_random_weights"]:
-        lines.append(
-            "visual.weights = None: expected a VGG16 state dict (.pth) for visual.backbone 'vgg16' "
-            "(or set visual.allow_random_weights: true to run with random weights)"
-        )
+        lines.append("visual.weights = None: expected a VGG16 state dict (.pth) for visual.backbone 'vgg16' "
+                     "(or set visual.allow_random_weights: true to run with random weights)")
     if vis["weights"] and not Path(vis["weights"]).is_file():
         lines.append(f"visual.weights = {vis['weights']!r}: expected an existing file")
     return lines
+
+
+def _validation_pools(c: dict) -> list[str]:
+    train = c["train"]
+    if train["pool_size"] > train["eval_max_images"]:
+        # pools are drawn from the evaluated images: a larger pool is silently smaller
+        return [f"train.pool_size = {train['pool_size']!r}: expected at most train.eval_max_images "
+                f"({train['eval_max_images']!r}); the recall pools are drawn from the evaluated images"]
+    return []
+
+
+CROSS_CHECKS = [
+    (("dataset", "demo.n_images"), _demo_splits),
+    (("dataset",), _corpus_folders),
+    (("word_vectors",), _word_vectors),
+    (("audio", "frames.hop_s"), _audio_frames),
+    (("frames.max", "scores.mode"), _frames_max),
+    (("visual",), _visual_weights),
+    (("train.pool_size", "train.eval_max_images"), _validation_pools),
+]
+
+
+def _touches(keys: tuple[str, ...], broken: set[str]) -> bool:
+    """Whether a check reading `keys` would read a key with a schema error (or a parent
+    or child of one)."""
+    return any(b == k or b.startswith(k + ".") or k.startswith(b + ".") or b == "<top level>"
+               for k in keys for b in broken)
+
+
+def cross_checks(config: dict, broken: set[str] = frozenset()) -> list[str]:
+    """Problems that involve several keys, on a config with its defaults filled; checks
+    that read a key in `broken` (keys with schema errors) are left out."""
+    lines = []
+    for keys, check in CROSS_CHECKS:
+        if _touches(keys, set(broken)):
+            continue
+        try:
+            lines += check(config)
+        except (KeyError, TypeError, AttributeError):
+            continue   # a section missing or of the wrong type: the schema already said so
+    return lines
+
+
+def config_problems(config: dict, schema: dict | None = None) -> list[str]:
+    """Every problem of a (filled) config, schema and cross-key together, each line once."""
+    schema = load_schema() if schema is None else schema
+    found = schema_problems(config, schema)
+    lines = [line for _, line in found] + cross_checks(config, {key for key, _ in found})
+    return list(dict.fromkeys(lines))
 
 
 def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH, source: str = "config") -> None:
@@ -236,9 +326,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH, 
 
     `config` is checked as given: fill it with `with_defaults` first.
     """
-    lines = schema_errors(config, load_schema(schema_path))
-    if not lines:
-        lines = cross_checks(config)
+    lines = config_problems(config, load_schema(schema_path))
     if lines:
         raise InputError(source, "invalid configuration:\n  " + "\n  ".join(lines))
 
@@ -246,12 +334,25 @@ def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH, 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="vgsalign check-config", description="Validate a config file.")
-    parser.add_argument("config", help="config.yaml to check")
-    parser.add_argument("--schema", default=str(SCHEMA_PATH))
+    parser = argparse.ArgumentParser(
+        prog="vgsalign check-config",
+        description="Check config files as the workflow reads them: later files override earlier ones key by "
+                    "key (as `snakemake --configfile a.yaml b.yaml`), missing keys take their defaults, and every "
+                    "problem is printed once.")
+    parser.add_argument("configs", nargs="*", metavar="config.yaml", help="config files, in layering order")
+    parser.add_argument("--defaults", action="store_true",
+                        help="print the full default config as commented YAML (from the schema) and exit")
+    parser.add_argument("--schema", default=str(SCHEMA_PATH), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     schema = load_schema(args.schema)
-    config: Any = load_config(args.config, schema=schema)
-    validate_config(config, args.schema, source=args.config)
-    print(f"{args.config}: valid")
+    if args.defaults:
+        from .config_docs import defaults_yaml
+
+        print(defaults_yaml(schema), end="")
+        return 0
+    if not args.configs:
+        parser.error("give at least one config file (or --defaults)")
+    source = " + ".join(args.configs)
+    validate_config(load_config(*args.configs, schema=schema), args.schema, source=source)
+    print(f"{source}: valid")
     return 0

@@ -1,0 +1,149 @@
+"""Texts generated from the config schema, so that defaults and meanings have one source:
+
+- `defaults_yaml`: the full default config as commented YAML (`vgsalign check-config --defaults`);
+- `config_markdown`: docs/config.md, every key with its default, allowed values and meaning
+  (`python -m vgsalign.config_docs > docs/config.md`; a test keeps the file in step).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import yaml
+
+from .config import SCHEMA_PATH, _resolve, load_schema
+
+WIDTH = 92
+
+
+def _flow(value) -> str:
+    """A value as one line of YAML (flow style)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).splitlines()[0]
+
+
+def _sections(node: dict, schema: dict, path: tuple[str, ...] = ()):
+    """(dotted key, resolved property schema) of every key under `node`, depth first."""
+    for name, prop in node.get("properties", {}).items():
+        yield (*path, name), _resolve(prop, schema)
+        yield from _sections(_resolve(prop, schema), schema, (*path, name))
+
+
+def _is_section(prop: dict) -> bool:
+    return "properties" in prop
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), WIDTH - len(indent) - 2,
+                         initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ")
+
+
+def defaults_yaml(schema: dict | None = None) -> str:
+    """The whole default config as YAML, each key preceded by its meaning as a comment."""
+    schema = load_schema() if schema is None else schema
+    lines = _comment(schema.get("description", ""), "")
+    for path, prop in _sections(schema, schema):
+        indent = "  " * (len(path) - 1)
+        if len(path) == 1:
+            lines.append("")
+        lines += _comment(prop.get("description", ""), indent)
+        value = "" if _is_section(prop) else " " + _flow(prop["default"])
+        lines.append(f"{indent}{path[-1]}:{value}")
+    return "\n".join(lines) + "\n"
+
+
+def _number_bounds(prop: dict) -> list[str]:
+    bounds = []
+    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if key in prop:
+            bounds.append(f"{sign} {prop[key]}")
+    return bounds
+
+
+def allowed_values(prop: dict, schema: dict) -> str:
+    """What a key accepts, in words (from its enum, type, bounds, pattern, items)."""
+    prop = _resolve(prop, schema)
+    if "enum" in prop:
+        return "one of " + ", ".join(f"`{v}`" for v in prop["enum"])
+    kind = prop.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        rest = {**prop, "type": [k for k in kind if k != "null"][0]}
+        return f"{allowed_values(rest, schema)}, or null"
+    if kind == "boolean":
+        return "true or false"
+    if kind in ("integer", "number"):
+        return " ".join(["an integer" if kind == "integer" else "a number", " and ".join(_number_bounds(prop))]).strip()
+    if kind == "string":
+        return f"text matching `{prop['pattern']}`" if "pattern" in prop else "a path" if prop.get("minLength") else "text"
+    if kind == "array":
+        low, high = prop.get("minItems"), prop.get("maxItems")
+        count = f"{low}" if low == high and low else "one or more" if low == 1 else f"at least {low}" if low else "any number of"
+        distinct = " distinct" if prop.get("uniqueItems") else ""
+        return f"a list of {count}{distinct} items, each {allowed_values(prop.get('items', {}), schema)}"
+    if kind == "object" and isinstance(prop.get("additionalProperties"), dict):
+        names = prop.get("propertyNames", {}).get("pattern")
+        key = f"names matching `{names}`" if names else "names"
+        return f"a mapping of {key} to {allowed_values(prop['additionalProperties'], schema)}"
+    return "any value"
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: one line, pipes escaped, <...> shown as written."""
+    parts = " ".join(text.split()).replace("|", "\\|").split("`")
+    return "`".join(p.replace("<", "&lt;").replace(">", "&gt;") if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+INTRO = """\
+# Configuration
+
+<!-- Generated from src/vgsalign/config.schema.yaml by `python -m vgsalign.config_docs > docs/config.md`;
+edit the schema, not this file. -->
+
+Every setting of vgsalign, with its default, the values it accepts and what it means. A
+config file sets only what differs from these defaults: the workflow fills every key a file
+leaves out from `src/vgsalign/config.schema.yaml` before any rule reads it, so each step gets
+complete settings. `config.yaml` is the demo run's short config.
+
+Files given as `snakemake --configfile base.yaml overlay.yaml` are layered: a later file
+overrides an earlier one key by key (mappings merge, lists and other values are replaced),
+e.g. `--configfile config.yaml config/original_model.yaml` for the original model's sizes.
+
+`vgsalign check-config base.yaml overlay.yaml` checks files layered the same way, without
+running anything: every problem is printed once, on one line naming the key, the value and
+what is expected, schema violations and problems between keys together.
+`vgsalign check-config --defaults` prints the whole default config as commented YAML.
+
+Checks between keys (they stop the workflow at startup):
+
+- `dataset.splits.*` must be splits the demo corpus generates (`demo.n_images`) when
+  `dataset.source` is `demo`; for a real corpus `dataset.speech_root` and `dataset.coco_root`
+  must be existing folders (and `dataset.alignments_root` is needed for `spokencoco`);
+- `word_vectors.path` must be an existing file when `word_vectors.source` is `word2vec`;
+- `audio.hop_s` must equal `frames.hop_s` and be a whole number of samples at
+  `audio.sample_rate`; `audio.win_s` >= `audio.hop_s`; `audio.n_fft` >= the window in samples;
+- `frames.max` must be at least 8, the audio branch's time stride (three stride-2
+  max-pools), and a multiple of 8 when `scores.mode` is `reference`, so that every tensor
+  frame stands for a whole number of input frames;
+- `visual.weights` is needed for `visual.backbone: vgg16` unless `visual.allow_random_weights`;
+- `train.pool_size` must be at most `train.eval_max_images` (the recall pools are drawn from
+  the evaluated images).
+"""
+
+
+def config_markdown(schema: dict | None = None) -> str:
+    """docs/config.md: one table per top-level section."""
+    schema = load_schema() if schema is None else schema
+    out = [INTRO]
+    for name, prop in schema["properties"].items():
+        section = _resolve(prop, schema)
+        out += ["", f"## `{name}`", "", _cell(section.get("description", "")), "",
+                "| key | default | allowed values | meaning |", "| --- | --- | --- | --- |"]
+        for path, leaf in _sections(section, schema, (name,)):
+            if _is_section(leaf):
+                continue
+            out.append(f"| `{'.'.join(path)}` | `{_flow(leaf['default'])}` | {_cell(allowed_values(leaf, schema))} "
+                       f"| {_cell(leaf.get('description', ''))} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_markdown(load_schema(SCHEMA_PATH)), end="")
