@@ -14,7 +14,10 @@ and M images encodes each item once and only the cheap cross-modal part runs N x
 CNNatt (Khorrami & Räsänen 2021). Audio: batch norm over the mel bands (our addition: the
 dB input is far from zero mean and unit scale), then five 1-D convolutions, each followed by ReLU,
 dropout and batch norm, with a max-pool (size 3, stride 2) after the 2nd, 3rd and 4th,
-so 512 input frames become T = 64. Visual: batch norm, 3x3 convolution to D (linear),
+so 512 input frames become T = 64. The pools pad as PyTorch does (`model.pooling: torch`,
+one frame at each end) or as the original's TF 'same' (`tf_same`, right only for even
+lengths); vgsalign.train.geometry computes where each tensor frame sits in time from the
+layers, and the tensor dump records it. Visual: batch norm, 3x3 convolution to D (linear),
 dropout, batch norm, flattened to P = H*W vectors. Cross-modal attention, as in the
 original Keras model:
     s = A V^T  (T x P)                    the alignment tensor (scores before softmax)
@@ -31,7 +34,11 @@ the weights first, which is exact and saves a T x P x D product per pair.
 Matchmap (CNN0, DAVEnet-like): the same branches, each followed by a linear layer to D
 and L2 normalisation per frame / per pixel; the matchmap M = A V^T (T x H x W) is the
 alignment tensor, and the similarity is SISA (mean over M), MISA (mean over frames of
-the max over pixels) or SIMA (mean over pixels of the max over frames).
+the max over pixels) or SIMA (mean over pixels of the max over frames). As DAVEnet's
+`nframes` does, these see only the frames of the caption: padding input frames (every
+band at the log-mel PAD_VALUE, a run at the start or end of the grid) are found in the
+input itself, a tensor frame whose receptive-field centre lies in them is padding, and
+its embedding is set to the zero vector, which the similarities read as "no frame".
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .geometry import POOLINGS, caption_tensor_frames, make_pool, time_geometry
 
 ARCHS = ("cnnatt", "matchmap")
 SIMILARITIES = ("sisa", "misa", "sima")
@@ -61,18 +69,25 @@ class ModelSettings:
     dropout: float = 0.3
     audio_channels: list[int] = field(default_factory=lambda: [128, 256, 256, 512])  # convs 1-4
     audio_kernels: list[int] = field(default_factory=lambda: [5, 11, 17, 17, 17])  # convs 1-5
+    pooling: str = "torch"  # torch | tf_same (the original's), vgsalign.train.geometry
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise InputError("model.arch", f"{self.arch!r} is not one of {list(ARCHS)}")
         if self.similarity not in SIMILARITIES:
             raise InputError("model.similarity", f"{self.similarity!r} is not one of {list(SIMILARITIES)}")
+        if self.pooling not in POOLINGS:
+            raise InputError("model.pooling", f"{self.pooling!r} is not one of {list(POOLINGS)}")
         if len(self.audio_channels) != 4 or len(self.audio_kernels) != 5:
             raise InputError(
                 "model.audio_channels/audio_kernels",
                 f"expected 4 channel counts (the 5th conv has embed_dim) and 5 kernel sizes, "
                 f"got {self.audio_channels} and {self.audio_kernels}",
             )
+        even = [k for k in self.audio_kernels if k % 2 == 0]
+        if even:
+            # an even kernel cannot be centred: 'same' padding would shift the frames by half a frame
+            raise InputError("model.audio_kernels", f"kernel sizes must be odd, got {self.audio_kernels}")
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,7 @@ class InputShape:
 class AudioBranch(nn.Module):
     """Batch norm on the input, five 1-D convolutions (conv, ReLU, dropout, batch norm), max-pools after 2nd-4th."""
 
-    def __init__(self, n_mels: int, channels: list[int], kernels: list[int], dropout: float):
+    def __init__(self, n_mels: int, channels: list[int], kernels: list[int], dropout: float, pooling: str):
         super().__init__()
         # log-mel input spans about -100 to +5 dB with padding at 0 dB: normalising each
         # band first (as the visual branch does its channels) lets Adam train at a useful lr
@@ -118,7 +133,7 @@ class AudioBranch(nn.Module):
                 nn.BatchNorm1d(out_ch),
             ]
             if index in POOL_AFTER:
-                layers.append(nn.MaxPool1d(3, stride=2, padding=1))
+                layers.append(make_pool(pooling))
             in_ch = out_ch
         self.net = nn.Sequential(*layers)
 
@@ -155,9 +170,18 @@ class VGSModel(nn.Module):
         self.settings = settings
         self.shape = shape
         self.audio = AudioBranch(
-            shape.n_mels, [*settings.audio_channels, settings.embed_dim], settings.audio_kernels, settings.dropout
+            shape.n_mels, [*settings.audio_channels, settings.embed_dim], settings.audio_kernels, settings.dropout,
+            settings.pooling,
         )
         self.visual = VisualBranch(shape.channels, settings.embed_dim, settings.dropout)
+        self.time_geometry, n_tensor_frames = time_geometry(self.audio.net, shape.frames)
+        if n_tensor_frames != shape.tensor_frames:
+            raise InputError("model", f"the audio branch gives {n_tensor_frames} tensor frames for {shape.frames} "
+                                      f"input frames, expected {shape.tensor_frames}")
+
+    def caption_frames(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool: tensor frames whose receptive-field centre lies in the caption, not its padding."""
+        return caption_tensor_frames(logmel, self.time_geometry, self.shape.tensor_frames)
 
     def encode_audio(self, logmel: torch.Tensor) -> torch.Tensor:
         return self.audio(logmel)
@@ -246,14 +270,18 @@ class CNNatt(VGSModel):
         return self._grid(self.scores(audio, image))
 
 
-def matchmap_similarity(matchmap: torch.Tensor, kind: str) -> torch.Tensor:
-    """SISA / MISA / SIMA of matchmaps shaped (..., T, P)."""
+def matchmap_similarity(matchmap: torch.Tensor, kind: str, frames: torch.Tensor | None = None) -> torch.Tensor:
+    """SISA / MISA / SIMA of matchmaps shaped (..., T, P), over the tensor frames where `frames` (..., T) is true."""
+    if frames is None:
+        frames = torch.ones(matchmap.shape[:-1], dtype=torch.bool, device=matchmap.device)
+    frames = frames.expand(matchmap.shape[:-1])
+    n_frames = frames.sum(-1).clamp(min=1).to(matchmap.dtype)
     if kind == "sisa":  # mean over frames and pixels
-        return matchmap.mean(dim=(-2, -1))
+        return matchmap.masked_fill(~frames[..., None], 0).sum(dim=(-2, -1)) / (n_frames * matchmap.shape[-1])
     if kind == "misa":  # for each frame the best pixel, averaged over frames
-        return matchmap.max(dim=-1).values.mean(-1)
+        return matchmap.max(dim=-1).values.masked_fill(~frames, 0).sum(-1) / n_frames
     if kind == "sima":  # for each pixel the best frame, averaged over pixels
-        return matchmap.max(dim=-2).values.mean(-1)
+        return matchmap.masked_fill(~frames[..., None], float("-inf")).max(dim=-2).values.mean(-1)
     raise ValueError(f"unknown matchmap similarity {kind!r}")
 
 
@@ -266,7 +294,9 @@ class Matchmap(VGSModel):
         self.visual_proj = nn.Linear(settings.embed_dim, settings.embed_dim)
 
     def encode_audio(self, logmel: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.audio_proj(self.audio(logmel)), dim=-1)
+        """Unit frame embeddings; padding frames get the zero vector (see the module doc)."""
+        embedded = F.normalize(self.audio_proj(self.audio(logmel)), dim=-1)
+        return embedded * self.caption_frames(logmel)[..., None].to(embedded.dtype)
 
     def encode_image(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.visual_proj(self.visual(features)), dim=-1)
@@ -276,7 +306,9 @@ class Matchmap(VGSModel):
         return self._scores(audio, image, paired=True)
 
     def _similarity(self, audio: torch.Tensor, image: torch.Tensor, paired: bool) -> torch.Tensor:
-        return matchmap_similarity(self._scores(audio, image, paired), self.settings.similarity)
+        frames = audio.ne(0).any(-1)  # (Na, T): zero embeddings are padding
+        return matchmap_similarity(self._scores(audio, image, paired), self.settings.similarity,
+                                   frames if paired else frames[:, None])
 
     def alignment(self, audio: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self._grid(self.matchmap(audio, image))
