@@ -105,6 +105,26 @@ def test_results_do_not_depend_on_workers(data, scored, tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (scored / name).read_bytes(), name
 
 
+def test_results_do_not_depend_on_processes(data, scored, tmp_path):
+    """Twelve chunks in one process, or over three worker processes finishing in any order:
+    the same bytes. (Another chunking batches other utterances together: the same numbers
+    up to the last bits of BLAS sums.)"""
+    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.run import run_scores
+
+    for threads in (1, 3):
+        run_scores(tensors=data["tensors"], pairs_csv=data["pairs"], instances_json=data["instances"],
+                   out_dir=tmp_path / f"chunked{threads}", settings=ScoreSettings(**SETTINGS), threads=threads,
+                   chunk_utterances=2, retrieval=scored.parent / "retrieval.json")
+    for name in ["pair_scores.csv", "excluded_pairs.csv", "category_scores.csv", "confusion_counts.csv",
+                 *[f"confusion_{s}.csv" for s in SCORES]]:
+        assert (tmp_path / "chunked1" / name).read_bytes() == (tmp_path / "chunked3" / name).read_bytes(), name
+    assert json.loads((tmp_path / "chunked3" / "summary.json").read_text())["workers"] == 3
+    chunked = pd.read_csv(tmp_path / "chunked3" / "pair_scores.csv")
+    whole = pd.read_csv(scored / "pair_scores.csv")
+    np.testing.assert_allclose(chunked[list(SCORES)], whole[list(SCORES)], rtol=1e-12)
+
+
 def test_oracle_tensors_beat_both_baselines(tmp_path):
     data = synthetic_dataset(tmp_path / "oracle", n_images=4, captions_per_image=2, pairs_per_caption=1,
                              n_frames=64, grid=14, oracle=True)
@@ -394,3 +414,44 @@ def test_fractional_offset_needs_exact_mode(data, tmp_path, capsys):
     tensors, _ = _with_offset(data, tmp_path, 2.5)
     assert _run(data, tmp_path / "out", tensors=tensors) == 2
     assert "input_frames_offset = 2.5" in capsys.readouterr().err
+
+
+def test_original_random_baseline_is_the_upsampled_uniform_tensor_without_softmax(tmp_path):
+    """random_baseline original: a uniform tensor at 512 input frames x grid x grid, no softmax,
+    checked pair by pair on the fine grid; the model's own scores are unchanged."""
+    from tests.helpers.scores import scores_on_fine_grid
+    from vgsalign.scores.instances import load_instances
+    from vgsalign.scores.masks import reference_mask
+    from vgsalign.scores.worker import original_random_tensor
+
+    data = synthetic_dataset(tmp_path / "d", n_images=3, captions_per_image=2, pairs_per_caption=2,
+                             n_frames=16, grid=4, image_size=(30, 40), seed=3)
+    common = ("--grid", "32", "--as-word-normalization", "image", "--seed", "4")
+    assert _run(data, tmp_path / "native", *common) == 0
+    assert _run(data, tmp_path / "original", *common, "--random-baseline", "original") == 0
+    native = pd.read_csv(tmp_path / "native" / "pair_scores.csv", dtype={"utt_id": str})
+    table = pd.read_csv(tmp_path / "original" / "pair_scores.csv", dtype={"utt_id": str})
+    pd.testing.assert_frame_equal(table[list(SCORES)], native[list(SCORES)])
+    random_columns = [f"random_{s}" for s in SCORES]
+    assert (table[random_columns] - native[random_columns]).abs().to_numpy().max() > 1e-4
+    instances = load_instances(data["instances"])
+    fine = np.arange(512)
+    for _, pair in table.iterrows():
+        tensor = original_random_tensor(4, pair["utt_id"], 512, 32).reshape(512, 32, 32)
+        prepared = {"s_as": tensor, "q_as": tensor, "s_gs": tensor, "q_gs": tensor}    # no softmax
+        mask = reference_mask(category_mask(instances.images[int(pair["image_id"])], int(pair["category_id"])),
+                              32, 0.01)
+        word = (fine >= pair["onset_frame"]) & (fine < pair["offset_frame"])
+        expected = scores_on_fine_grid(prepared, fine, np.arange(32), np.arange(32), word, mask, "image")
+        for score in SCORES:
+            assert pair[f"random_{score}"] == pytest.approx(expected[score], rel=1e-9), score
+    # uniform noise at full resolution sits at chance
+    assert (table["random_as_object"] - table["chance_as_object"]).abs().max() < 0.02
+    summary = json.loads((tmp_path / "original" / "summary.json").read_text())
+    assert summary["options"]["random_baseline"] == "original"
+    assert "512 x 224 x 224" in summary["options"]["random_baseline_tensor"]
+
+
+def test_original_random_baseline_needs_reference_mode(data, tmp_path, capsys):
+    assert _run(data, tmp_path / "out", "--mode", "exact", "--random-baseline", "original") == 2
+    assert "random_baseline" in capsys.readouterr().err

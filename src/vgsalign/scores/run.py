@@ -51,14 +51,14 @@ def _read_retrieval(path) -> dict | None:
 
 
 def score_plan(plan: ScoringPlan, threads: int) -> Scored:
-    """Run every chunk and merge the results in chunk order."""
+    """Run every chunk and merge the results."""
     n_pairs = len(plan.pairs)
     values = np.full((n_pairs, len(VALUE_COLUMNS)), np.nan)
     reason = plan.reason.copy()
-    results = dict(run_chunks(plan.job, plan.chunks, threads))
     conf = []
-    for index in range(len(plan.chunks)):
-        result = results.pop(index)
+    # merged as they arrive (nothing held twice); the confusion rows are sorted by pair
+    # when written, so the order chunks finish in changes no output
+    for _, result in run_chunks(plan.job, plan.chunks, threads):
         values[result.pair_index] = result.values
         status = np.array(result.status, dtype=object)
         reason[result.pair_index] = np.where(status == "", reason[result.pair_index], status)

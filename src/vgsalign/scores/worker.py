@@ -58,6 +58,12 @@ def random_tensor(seed: int, utt_id: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(stable_seed(seed, "random", utt_id)).random(shape)
 
 
+def original_random_tensor(seed: int, utt_id: str, n_input_frames: int, grid: int) -> np.ndarray:
+    """The original's baseline tensor: uniform [0, 1) at input frames x pixels, (L, grid * grid)."""
+    rng = np.random.default_rng(stable_seed(seed, "random-original", utt_id))
+    return rng.random((n_input_frames, grid * grid))
+
+
 class WorkerState:
     """One process's job, tensor reader and region cache."""
 
@@ -186,8 +192,7 @@ class WorkerState:
         for u in np.unique(pair_utterance):
             members = np.flatnonzero(pair_utterance == u)
             utt_id = job.info.utt_ids[int(rows[u])]
-            fine = np.random.default_rng(stable_seed(job.settings.seed, "random-original", utt_id)).random(
-                (length, grid * grid))
+            fine = original_random_tensor(job.settings.seed, utt_id, length, grid)
             word = ((frames >= job.starts[pairs[members], None]) & (frames < job.ends[pairs[members], None]))
             regions = np.stack([masks[c] for c in job.category_ids[pairs[members]]], axis=1).astype(np.float64)
             # no softmax: S = Q = the tensor itself (uniform [0, 1) needs no clipping)
