@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..runtime import progress_bar, set_torch_threads
 from ..settings import settings_from_json
 from .curves import plot_curves
+from .device import pick_device
 from .data import Batch, check_frames, check_splits_agree, cut_batches, epoch_plan, training_batches
 from .losses import LOSSES, REDUCTIONS, InfoNCE, draw_impostors, triplet_hardest, triplet_random
 from .models import InputShape, ModelSettings, VGSModel, build_model
@@ -95,14 +96,6 @@ class FrameSettings:
     hop_s: float = 0.01
     max: int = 512
     padding: str = "start"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("train.device", "cuda requested but no CUDA device is available")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 def input_shape(split: ShardedSplit) -> InputShape:
