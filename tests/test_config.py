@@ -319,3 +319,18 @@ def test_cross_checks_skip_keys_with_schema_errors_instead_of_crashing():
     problems = _problems({"frames": {"max": "many"}, "train": {"pool_size": None}, "dataset": {"splits": 3}})
     assert problems == sorted(problems) and len(problems) == 3, problems
     assert all(": expected type" in line for line in problems)
+
+
+def test_every_data_file_of_the_package_is_installed_with_it(repo_root):
+    """Files the code reads at run time (the schema, the report's CSS) must be package data,
+    or an installed vgsalign would not find them."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = repo_root / "src/vgsalign"
+    data = [p for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
+    assert package / "config.schema.yaml" in data
+    for path in data:
+        owner = ".".join(["vgsalign", *path.parent.relative_to(package).parts])
+        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns.get(owner, [])), path
