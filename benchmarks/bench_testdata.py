@@ -34,8 +34,8 @@ def ensure_demo(source: Path, split: str) -> None:
 
     demo = load_config(ROOT / "config.yaml")["demo"]
     print(f"generating the demo corpus's {split} split under {source} ...", flush=True)
-    subprocess.run(["vgsalign", "demo-corpus", "--settings", json.dumps(demo), "--split", split,
-                    "--out", str(source), "--workers", str(os.cpu_count() or 1)], check=True)
+    subprocess.run(["vgsalign", "demo-corpus-split", "--demo", json.dumps(demo), "--split", split,
+                    "--out", str(source), "--threads", str(os.cpu_count() or 1)], check=True)
 
 
 def scale_corpus(source: Path, out: Path, split: str, scale: int) -> tuple[Path, Path, int]:
@@ -72,8 +72,7 @@ def scale_corpus(source: Path, out: Path, split: str, scale: int) -> tuple[Path,
 
 
 def main() -> int:
-    import yaml
-
+    from vgsalign.config import load_config
     from vgsalign.testdata import dataset
 
     from vgsalign.testdata import frames
@@ -99,7 +98,7 @@ def main() -> int:
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also trace Python allocations (slows every step several times)")
     args = parser.parse_args()
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = load_config(ROOT / "config.yaml")
     split = config["dataset"]["splits"]["test"]
     ensure_demo(args.source, split)
 
@@ -121,7 +120,8 @@ def main() -> int:
         ("dataset", lambda: dataset.build(dataset.DatasetSettings(source="speechcoco", alignments_root=None), speech_root,
                                           instances.parent.parent, split, out, reports / "dataset.json")),
         ("frames", lambda: frames.build(out / "utterances.csv", out / "words.csv",
-                                        frames.FrameSettings(**config["frames"]), out / "frames.csv", reports / "frames.json")),
+                                        frames.FrameSettings(**config["frames"]),
+                                        frames.WordSpanSettings(**config["word_spans"]), out / "frames.csv", reports / "frames.json")),
         ("nouns", lambda: nouns.build(out / "frames.csv", res / "nltk_data", nouns.NounSettings(**config["nouns"]),
                                       out / "nouns.csv", reports / "nouns.json")),
         ("vocab", lambda: vocab.build(out / "nouns.csv", vectors, vocab.VocabSettings(**config["vocab"]),

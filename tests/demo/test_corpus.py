@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from tests.helpers.demo import make_tiny_corpus, tiny_corpus  # noqa: F401  (fixture)
-from vgsalign.config import load_config
+from vgsalign.config import load_config, section_defaults
 from vgsalign.demo import corpus as demo_corpus
 from vgsalign.demo.corpus import DemoSettings, validate
 from vgsalign.errors import InputError
@@ -192,12 +192,12 @@ def test_ground_truth_agrees_with_the_annotations(tiny_corpus):
     assert len(words) > 5  # category words, synonyms and plurals
 
 
-def test_same_seed_gives_identical_bytes_whatever_the_workers(tmp_path):
+def test_same_seed_gives_identical_bytes_whatever_the_threads(tmp_path):
     small = dict(n_images=3, captions_per_image=1)
-    a = make_tiny_corpus(tmp_path / "a", split="train2014", workers=1, **small)
+    a = make_tiny_corpus(tmp_path / "a", split="train2014", threads=1, **small)
     # b first holds a bigger corpus: the rerun must remove its stale files
-    make_tiny_corpus(tmp_path / "b", split="train2014", workers=1, n_images=4, captions_per_image=1)
-    b = make_tiny_corpus(tmp_path / "b", split="train2014", workers=2, **small)
+    make_tiny_corpus(tmp_path / "b", split="train2014", threads=1, n_images=4, captions_per_image=1)
+    b = make_tiny_corpus(tmp_path / "b", split="train2014", threads=2, **small)
     files_a = sorted(p.relative_to(a.root) for p in a.root.rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(b.root) for p in b.root.rglob("*") if p.is_file())
     assert files_a == files_b
@@ -243,9 +243,8 @@ def test_long_captions_exceed_the_frame_cut():
 
 
 def _settings(**changes) -> DemoSettings:
-    base = dict(seed=0, n_images={"val2014": 4}, captions_per_image=5, unannotated_share=0.03,
-                crowd_share=0.05, rle_share=0.2, length_scales=[1.0, 1.25])
-    return DemoSettings(**{**base, **changes})
+    """The schema's demo defaults with 4 images of val2014, changed by `changes`."""
+    return demo_corpus.demo_settings("val2014", **{"n_images": 4, **changes})
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -274,15 +273,39 @@ def test_default_config_slice_is_valid(repo_root):
 
 def test_cli_reports_bad_settings_in_one_line(tmp_path):
     bad = json.dumps({**_settings().__dict__, "crowd_share": 2})
-    result = subprocess.run([sys.executable, "-m", "vgsalign.demo.corpus", "--settings", bad, "--split", "val2014",
+    result = subprocess.run([sys.executable, "-m", "vgsalign.demo.corpus", "--demo", bad, "--split", "val2014",
                              "--out", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "demo.crowd_share = 2" in result.stderr
     unknown = json.dumps({**_settings().__dict__, "colour": "red"})
-    result = subprocess.run([sys.executable, "-m", "vgsalign.demo.corpus", "--settings", unknown, "--split", "val2014",
+    result = subprocess.run([sys.executable, "-m", "vgsalign.demo.corpus", "--demo", unknown, "--split", "val2014",
                              "--out", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown setting(s) ['colour']" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_fills_a_partial_slice_and_logs_plain_progress_lines(tmp_path):
+    """`--demo` with two keys (the rest from the schema's defaults), `--threads 2`, and stderr
+    a pipe as under `tee {log}`: progress comes as whole lines, no carriage returns."""
+    demo = json.dumps({"n_images": {"val2014": 2}, "captions_per_image": 1})
+    result = subprocess.run([sys.executable, "-m", "vgsalign.demo.corpus", "--demo", demo, "--split", "val2014",
+                             "--out", str(tmp_path), "--threads", "2"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\r" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.endswith("demo val2014: 2/2 img (100%)") or "demo val2014: 2/2 img (100%)," in line
+               for line in lines), lines
+    assert any("demo-corpus val2014: 2 images, 2 captions" in line and "with 2 process(es)" in line for line in lines)
+    manifest = json.loads((tmp_path / "manifest_val2014.json").read_text())
+    assert manifest["settings"]["length_scales"] == section_defaults("demo")["length_scales"]
+    assert manifest["counts"]["captions"] == 2
+
+
+def test_generate_split_takes_settings_or_single_values(tmp_path):
+    with pytest.raises(InputError, match="either settings or single values"):
+        demo_corpus.generate_split(tmp_path, "val2014", _settings(), captions_per_image=1)
+    with pytest.raises(InputError, match="--threads"):
+        demo_corpus.generate_split(tmp_path, "val2014", _settings(), threads=0)
 
 
 @pytest.mark.slow

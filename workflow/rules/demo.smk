@@ -13,7 +13,7 @@ rule demo_corpus_split:
     wildcard_constraints:
         split="|".join(DEMO_SPLITS),
     params:
-        settings=as_json(config["demo"]),
+        demo=as_json(config["demo"]),
         out=lambda wildcards, output: str(Path(output[0]).parent),
         code=code_version("demo"),
     log:
@@ -27,8 +27,8 @@ rule demo_corpus_split:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign demo-corpus-split --settings {params.settings} --split {wildcards.split} "
-        "--out {params.out} --workers {threads} 2>&1 | tee {log}"
+        "vgsalign demo-corpus-split --demo {params.demo} --split {wildcards.split} "
+        "--out {params.out} --threads {threads} 2>&1 | tee {log}"
 
 
 rule demo_corpus:

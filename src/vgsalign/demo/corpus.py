@@ -8,7 +8,7 @@ Writes, under the corpus folder (results/<name>/corpus), in the real corpora's f
   manifest_<split>.json                            written last: seed, settings, counts, files
 
 Deterministic: the same settings and seed give byte-identical files, whatever the number
-of worker processes (every image and its captions come from their own random stream,
+of processes (`--threads`; every image and its captions come from their own random stream,
 seeded by the split seed and the image's index). A rerun first removes the split's
 manifest and its old files, so a split is complete exactly when its manifest exists.
 """
@@ -36,7 +36,8 @@ from ..atomic import atomic_path
 from .captions import make_caption
 from .scene import CATEGORIES, annotation_record, draw_scene
 from ..errors import InputError
-from ..settings import settings_from_json
+from ..runtime import progress
+from ..settings import settings_from_dict, settings_from_json
 
 SAMPLE_RATE = 16000
 FORMAT = "vgsalign-demo-corpus/1"
@@ -66,7 +67,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate(settings: DemoSettings, split: str, where: str = "--settings") -> None:
+def validate(settings: DemoSettings, split: str, where: str = "--demo") -> None:
     """Refuse settings the generator cannot honour, naming the key, the value and what is expected."""
     problems = []
     if not _is_int(settings.seed) or settings.seed < 0:
@@ -285,23 +286,30 @@ def split_paths(out_root: Path, split: str) -> dict[str, Path]:
     }
 
 
-def generate_split(out_root: str | Path, split: str, n_images: int | None = None, captions_per_image: int = 5,
-                   seed: int = 0, unannotated_share: float = 0.03, crowd_share: float = 0.05,
-                   rle_share: float = 0.2, length_scales: list[float] | None = None, workers: int = 1,
-                   settings: DemoSettings | None = None, progress: bool = False) -> dict:
-    """Generate one split under `out_root` (the corpus folder); return its manifest.
+def demo_settings(split: str, **values: Any) -> DemoSettings:
+    """The demo slice from `values`, the keys left out taken from the schema's defaults;
+    `n_images` may be a number, meaning that many images of `split`."""
+    if _is_int(values.get("n_images")):
+        values["n_images"] = {split: values["n_images"]}
+    return settings_from_dict(DemoSettings, values, where="generate_split", section="demo")
 
-    Either pass `settings` (the config's demo slice) or the individual values.
+
+def generate_split(out_root: str | Path, split: str, settings: DemoSettings | None = None, *, threads: int = 1,
+                   show_progress: bool = False, **values: Any) -> dict:
+    """Generate one split under `out_root` (the corpus folder) with `threads` processes;
+    return its manifest.
+
+    Pass `settings` (the config's demo slice), or single demo keys as `values`
+    (`demo_settings`). `show_progress` prints progress to stderr: a bar on a terminal,
+    plain periodic lines in a log.
     """
     if settings is None:
-        if n_images is None:
-            raise InputError("generate_split", "n_images is required without settings")
-        settings = DemoSettings(seed=seed, n_images={split: n_images}, captions_per_image=captions_per_image,
-                                unannotated_share=unannotated_share, crowd_share=crowd_share,
-                                rle_share=rle_share, length_scales=list(length_scales or [1.0, 1.25]))
+        settings = demo_settings(split, **values)
+    elif values:
+        raise InputError("generate_split", f"give either settings or single values, not both ({sorted(values)})")
     validate(settings, split)
-    if not isinstance(workers, int) or workers < 1:
-        raise InputError("--workers", f"{workers!r}: expected an integer >= 1")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise InputError("--threads", f"{threads!r}: expected an integer >= 1")
     out_root = Path(out_root)
     paths = split_paths(out_root, split)
 
@@ -323,7 +331,7 @@ def generate_split(out_root: str | Path, split: str, n_images: int | None = None
                        settings=settings, out_root=str(out_root)) for i in range(n)]
 
     started = time.perf_counter()
-    results = _run_tasks(tasks, workers, progress)
+    results = _run_tasks(tasks, threads=threads, show_progress=show_progress)
     elapsed = time.perf_counter() - started
 
     images = [r["image"] for r in results]
@@ -385,39 +393,42 @@ def generate_split(out_root: str | Path, split: str, n_images: int | None = None
     }
     with atomic_path(paths["manifest"]) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    if progress:
+    if show_progress:
         print(f"demo-corpus {split}: {counts['images']} images, {counts['captions']} captions, "
-              f"{counts['audio_s']:.0f} s of speech in {elapsed:.1f} s with {workers} worker(s) "
+              f"{counts['audio_s']:.0f} s of speech in {elapsed:.1f} s with {threads} process(es) "
               f"({counts['captions'] / max(elapsed, 1e-9):.2f} captions/s)", file=sys.stderr)
     return manifest
 
 
-def _run_tasks(tasks: list[ImageTask], workers: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm
+def _run_tasks(tasks: list[ImageTask], *, threads: int, show_progress: bool) -> list[dict]:
+    """Every image task's result, in task order, over `threads` processes."""
+    def shown(results):
+        if not show_progress:
+            return results
+        desc = f"demo {tasks[0].split}" if tasks else "demo"
+        return progress(results, total=len(tasks), desc=desc, unit="img")
 
-    bar = dict(total=len(tasks), desc=f"demo {tasks[0].split}" if tasks else "demo", unit="img",
-               mininterval=1, disable=not progress, file=sys.stderr)
-    if workers == 1 or len(tasks) <= 1:
-        return [make_image(t) for t in tqdm(tasks, **bar)]
-    # fork: workers inherit the imported modules; each loads the voice once
+    if threads == 1 or len(tasks) <= 1:
+        return [make_image(t) for t in shown(tasks)]
+    # fork: the processes inherit the imported modules; each loads the voice once
     context = multiprocessing.get_context("fork")
-    with context.Pool(processes=min(workers, len(tasks))) as pool:
-        return list(tqdm(pool.imap(make_image, tasks, chunksize=1), **bar))
+    with context.Pool(processes=min(threads, len(tasks))) as pool:
+        return list(shown(pool.imap(make_image, tasks, chunksize=1)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign demo-corpus", description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", required=True, help="the demo section of config.yaml as JSON")
+    parser = argparse.ArgumentParser(prog="vgsalign demo-corpus-split", description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", required=True, help="the demo section of the configuration as JSON")
     parser.add_argument("--split", required=True, help="split to generate (a key of demo.n_images)")
     parser.add_argument("--out", required=True, help="corpus folder (results/<name>/corpus)")
-    parser.add_argument("--workers", type=int, default=1, help="processes; the output does not depend on it")
+    parser.add_argument("--threads", type=int, default=1, help="processes; the output does not depend on it")
     args = parser.parse_args(argv)
-    settings = settings_from_json(DemoSettings, args.settings)
-    generate_split(args.out, args.split, settings=settings, workers=args.workers, progress=True)
+    settings = settings_from_json(DemoSettings, args.demo, where="--demo", section="demo")
+    generate_split(args.out, args.split, settings=settings, threads=args.threads, show_progress=True)
     return 0
 
 
 if __name__ == "__main__":
     from ..cli import run_main
 
-    raise SystemExit(run_main("demo-corpus", main))
+    raise SystemExit(run_main("demo-corpus-split", main))
