@@ -1,0 +1,230 @@
+"""Scale rehearsal: every stage at 1x, 4x and 16x of a base corpus, wall time and peak RSS
+per stage, extrapolated to the full SPEECH-COCO.
+
+    python benchmarks/scale_rehearsal.py [--base 5000] [--scales 1 4 16] [--work DIR]
+
+The corpus is made in minutes, without speech synthesis: a small pool of demo captions is
+synthesised once (the real demo generator), then each size gets real-format SPEECH-COCO
+caption JSON (`<split>/json/`, `<split>/wav/`, file names
+imageID_captionID_Speaker_DisfluencyPosition_Speed) and MSCOCO 2014 as unzipped
+(`<split>/COCO_<split>_<12-digit id>.jpg`, `annotations/instances_<split>.json`) for N
+images, whose wavs and jpgs are hard links into the pool. Every size then runs the real
+workflow (`snakemake scores`) with a small model and one epoch; the time and memory of
+each job come from the benchmark files the rules write (results/<name>/benchmarks/).
+
+Sizes are captions of the training split (train2014); the test split (val2014) has half
+as many, as in SPEECH-COCO (414,113 and 202,654). Time is extrapolated linearly in the
+number of captions from the three sizes (a least-squares line); memory is printed as
+measured, with its growth from the smallest to the largest size, since the stages are
+meant to hold a bounded amount (a shard, a batch) whatever the corpus size. The
+extrapolation is approximate and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTIONS_PER_IMAGE = 5
+FULL = {"train2014": 414_113, "val2014": 202_654}   # SPEECH-COCO captions per split
+POOL_IMAGES = 40
+
+
+def run(command: list[str], log: Path, cwd: Path | None = None) -> float:
+    start = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd)
+    if proc.returncode:
+        sys.exit(f"scale_rehearsal: {' '.join(command[:4])} ... failed (exit {proc.returncode}); see {log}")
+    return time.monotonic() - start
+
+
+def make_pool(work: Path, workers: int) -> Path:
+    """A small demo corpus (the real synthesiser), made once and reused."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from vgsalign.demo.corpus import generate_split
+
+    pool = work / "pool"
+    if (pool / "manifest_pool.json").is_file():
+        return pool
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"pool: synthesising {POOL_IMAGES} images x {CAPTIONS_PER_IMAGE} captions (once) ...", flush=True)
+    generate_split(pool, "pool", n_images=POOL_IMAGES, captions_per_image=CAPTIONS_PER_IMAGE,
+                   unannotated_share=0.0, threads=workers)
+    return pool
+
+
+def pool_image_file(pool: Path, file_name: str) -> Path:
+    """A pool image, wherever the demo layout keeps it (coco/<split>/ or coco/images/<split>/)."""
+    for folder in (pool / "coco/pool", pool / "coco/images/pool"):
+        if (folder / file_name).is_file():
+            return folder / file_name
+    raise SystemExit(f"scale_rehearsal: pool image {file_name} not found under {pool / 'coco'}")
+
+
+def link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.link(source, target)
+
+
+def pool_images(pool: Path) -> tuple[dict, list[dict], dict[int, list[dict]]]:
+    instances = json.loads((pool / "coco/annotations/instances_pool.json").read_text())
+    by_image = defaultdict(list)
+    for ann in instances["annotations"]:
+        by_image[ann["image_id"]].append(ann)
+    return instances, sorted(instances["images"], key=lambda i: i["id"]), by_image
+
+
+def pool_captions(pool: Path) -> dict[int, list[tuple[dict, Path]]]:
+    captions = defaultdict(list)
+    for path in sorted((pool / "speech/pool/json").glob("*.json")):
+        meta = json.loads(path.read_text())
+        captions[int(meta["imgID"])].append((meta, pool / "speech/pool/wav" / meta["wavFilename"]))
+    return captions
+
+
+def make_split(pool: Path, corpus: Path, split: str, n_captions: int, id_base: int) -> None:
+    """SPEECH-COCO + MSCOCO files of one split with n_captions captions (hard links into the pool)."""
+    instances, images, annotations = pool_images(pool)
+    captions = pool_captions(pool)
+    n_images = max(1, n_captions // CAPTIONS_PER_IMAGE)
+    out_images, out_annotations, caption_id = [], [], 0
+    json_dir, wav_dir = corpus / "speech" / split / "json", corpus / "speech" / split / "wav"
+    json_dir.mkdir(parents=True, exist_ok=True)
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(n_images):
+        source = images[index % len(images)]
+        image_id = id_base + index
+        file_name = f"COCO_{split}_{image_id:012d}.jpg"
+        out_images.append({**source, "id": image_id, "file_name": file_name})
+        image = pool_image_file(pool, source["file_name"])
+        link(image, corpus / "coco" / split / file_name)
+        link(image, corpus / "coco/images" / split / file_name)   # the layout older readers expect
+        for ann in annotations[source["id"]]:
+            out_annotations.append({**ann, "id": len(out_annotations) + 1, "image_id": image_id})
+        for meta, wav in captions[source["id"]]:
+            caption_id += 1
+            speed = meta["wavFilename"].rsplit("_", 1)[-1]          # e.g. 1-0.wav
+            stem = f"{image_id}_{caption_id}_{meta['speaker']}_None_{speed[:-4]}"
+            record = {**meta, "imgID": image_id, "captionID": caption_id, "wavFilename": f"{stem}.wav"}
+            (json_dir / f"{stem}.json").write_text(json.dumps(record))
+            link(wav, wav_dir / f"{stem}.wav")
+    (corpus / "coco/annotations").mkdir(parents=True, exist_ok=True)
+    (corpus / "coco/annotations" / f"instances_{split}.json").write_text(json.dumps(
+        {**instances, "images": out_images, "annotations": out_annotations}))
+
+
+def overlay(name: str, corpus: Path) -> dict:
+    """The rehearsal's settings over config.yaml: the real SPEECH-COCO reader, a small
+    model for one epoch (training time is a GPU matter; this measures the data path)."""
+    return {
+        "dataset": {"name": name, "source": "speechcoco", "speech_root": str(corpus / "speech"),
+                    "coco_root": str(corpus / "coco"),
+                    "splits": {"train": "train2014", "val": "val2014", "test": "val2014"}},
+        "features": {"shard_size": 1000},
+        "model": {"embed_dim": 32, "audio_channels": [8, 16, 16, 32]},
+        "train": {"epochs": 1, "batch_size": 64, "eval_max_images": 200, "pool_size": 200, "pool_trials": 5},
+    }
+
+
+def read_benchmarks(results: Path) -> dict[str, dict[str, float]]:
+    """Per rule: summed wall seconds of its jobs and the peak max_rss (MB) of any of them."""
+    per_rule: dict[str, dict[str, float]] = defaultdict(lambda: {"s": 0.0, "max_rss": 0.0, "jobs": 0})
+    for path in sorted((results / "benchmarks").glob("*.tsv")):
+        rule = next((r for r in RULE_ORDER if path.stem == r or path.stem.startswith(r + "_")), path.stem)
+        with open(path) as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        for row in rows:
+            entry = per_rule[rule]
+            entry["s"] += float(row["s"])
+            rss = row.get("max_rss", "NA")
+            entry["max_rss"] = max(entry["max_rss"], float(rss) if rss not in ("NA", "-", "") else 0.0)
+            entry["jobs"] += 1
+    return dict(per_rule)
+
+
+RULE_ORDER = ["corpus_state", "tagger", "word_vectors", "testdata_dataset", "testdata_frames", "testdata_nouns",
+              "testdata_vocab", "testdata_labels", "testdata_similarities", "testdata_histogram", "testdata_pairs",
+              "testdata_summary", "features_images", "features_captions", "features_audio", "features_visual",
+              "train_model", "tensors_dump", "score_pairs"]
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    var = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var if var else 0.0
+    return mean_y - slope * mean_x, slope
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", type=int, default=5000, help="training-split captions at 1x")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/vgsalign-rehearsal"))
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    args = parser.parse_args()
+
+    pool = make_pool(args.work, args.cores)
+    measured: dict[int, dict[str, dict[str, float]]] = {}
+    for scale in args.scales:
+        n_train = args.base * scale
+        name = f"rehearsal_{n_train}"
+        corpus = args.work / "corpora" / name
+        if not (corpus / "coco/annotations/instances_val2014.json").is_file():
+            shutil.rmtree(corpus, ignore_errors=True)
+            make_split(pool, corpus, "train2014", n_train, id_base=100_000_000)
+            make_split(pool, corpus, "val2014", n_train // 2, id_base=200_000_000)
+        workdir = args.work / "runs" / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "rehearsal.yaml"
+        config.write_text(yaml.safe_dump(overlay(name, corpus)))
+        print(f"{scale}x: {n_train} + {n_train // 2} captions, running `snakemake scores` ...", flush=True)
+        wall = run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                    "--configfile", str(ROOT / "config.yaml"), str(config), "--cores", str(args.cores),
+                    "scores"], workdir / "snakemake.log")
+        measured[n_train] = read_benchmarks(workdir / "results" / name)
+        print(f"{scale}x: done in {wall:.0f} s", flush=True)
+
+    sizes = sorted(measured)
+    full_train = FULL["train2014"]
+    print(f"\nScale rehearsal on {args.cores} cores (training-split captions; the test split has half as many)")
+    header = ["stage"] + [f"{n} cap: s / MB" for n in sizes] + ["RSS growth", f"full SPEECH-COCO: s (extrapolated)"]
+    print(" | ".join(header))
+    rows = []
+    for rule in RULE_ORDER:
+        if not all(rule in measured[n] for n in sizes):
+            continue
+        secs = [measured[n][rule]["s"] for n in sizes]
+        rss = [measured[n][rule]["max_rss"] for n in sizes]
+        intercept, slope = fit_line([float(n) for n in sizes], secs)
+        full_s = intercept + slope * full_train
+        growth = rss[-1] / rss[0] if rss[0] else float("nan")
+        rows.append({"stage": rule, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
+                     "full_seconds_extrapolated": full_s, "jobs": [measured[n][rule]["jobs"] for n in sizes]})
+        cells = [f"{s:.1f} / {m:.0f}" for s, m in zip(secs, rss)]
+        print(" | ".join([rule, *cells, f"{growth:.2f}x", f"{full_s:.0f}"]))
+    total_full = sum(max(0.0, r["full_seconds_extrapolated"]) for r in rows)
+    print(f"\nfull SPEECH-COCO on this machine, all stages one after another: about {total_full / 3600:.1f} h "
+          f"(linear extrapolation from {sizes[0]}-{sizes[-1]} captions; approximate; training is one epoch of "
+          f"a small model on CPU here, a GPU matter at full size)")
+    if args.json:
+        args.json.write_text(json.dumps({"sizes": sizes, "cores": args.cores, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
