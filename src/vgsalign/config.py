@@ -282,12 +282,12 @@ def _validation_pools(c: dict) -> list[str]:
 
 
 CROSS_CHECKS = [
-    (("dataset", "demo.n_images"), _demo_splits),
-    (("dataset",), _corpus_folders),
+    (("dataset.source", "dataset.splits", "demo.n_images"), _demo_splits),
+    (("dataset.source", "dataset.speech_root", "dataset.coco_root", "dataset.alignments_root"), _corpus_folders),
     (("word_vectors",), _word_vectors),
     (("audio", "frames.hop_s"), _audio_frames),
     (("frames.max", "scores.mode"), _frames_max),
-    (("visual",), _visual_weights),
+    (("visual.backbone", "visual.weights", "visual.allow_random_weights"), _visual_weights),
     (("train.pool_size", "train.eval_max_images"), _validation_pools),
 ]
 
