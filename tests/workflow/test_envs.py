@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 
 import pytest
 import yaml
@@ -13,11 +14,6 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from tests.helpers.workflow import ROOT
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 ENV = ROOT / "envs/vgsalign.yaml"
 
