@@ -197,6 +197,8 @@ AUDIO_TIME_STRIDE = 8
 
 
 def _demo_splits(c: dict) -> list[str]:
+    """`dataset.splits.*` must be splits the demo corpus generates (`demo.n_images`) when
+    `dataset.source` is `demo`."""
     if c["dataset"]["source"] != "demo":
         return []
     generated = c["demo"]["n_images"]
@@ -206,6 +208,8 @@ def _demo_splits(c: dict) -> list[str]:
 
 
 def _corpus_folders(c: dict) -> list[str]:
+    """For a real corpus, `dataset.speech_root` and `dataset.coco_root` must be existing
+    folders, and `spokencoco` needs `dataset.alignments_root`."""
     ds, lines = c["dataset"], []
     if ds["source"] == "demo":
         return lines
@@ -220,6 +224,7 @@ def _corpus_folders(c: dict) -> list[str]:
 
 
 def _word_vectors(c: dict) -> list[str]:
+    """`word_vectors.path` must be an existing file when `word_vectors.source` is `word2vec`."""
     wv = c["word_vectors"]
     if wv["source"] != "word2vec":
         return []
@@ -231,6 +236,9 @@ def _word_vectors(c: dict) -> list[str]:
 
 
 def _audio_frames(c: dict) -> list[str]:
+    """`audio.hop_s` must equal `frames.hop_s` and be a whole number of samples at
+    `audio.sample_rate`; `audio.win_s` >= `audio.hop_s`; `audio.n_fft` >= the window in
+    samples."""
     audio, frames, lines = c["audio"], c["frames"], []
     if abs(audio["hop_s"] - frames["hop_s"]) > 1e-12:
         lines.append(f"audio.hop_s = {audio['hop_s']!r}: expected the same value as frames.hop_s "
@@ -250,6 +258,9 @@ def _audio_frames(c: dict) -> list[str]:
 
 
 def _frames_max(c: dict) -> list[str]:
+    """`frames.max` must be at least 8, the audio branch's time stride (three stride-2
+    max-pools), and a multiple of 8 when `scores.mode` is `reference`, so that every tensor
+    frame stands for a whole number of input frames."""
     most, stride = c["frames"]["max"], AUDIO_TIME_STRIDE
     if most < stride:
         return [f"frames.max = {most!r}: expected at least {stride}, the audio branch's time stride "
@@ -263,6 +274,8 @@ def _frames_max(c: dict) -> list[str]:
 
 
 def _visual_weights(c: dict) -> list[str]:
+    """`visual.backbone: vgg16` needs `visual.weights` (an existing file) unless
+    `visual.allow_random_weights` is true."""
     vis, lines = c["visual"], []
     if vis["backbone"] == "vgg16" and not vis["weights"] and not vis["allow_random_weights"]:
         lines.append("visual.weights = None: expected a VGG16 state dict (.pth) for visual.backbone 'vgg16' "
@@ -273,6 +286,8 @@ def _visual_weights(c: dict) -> list[str]:
 
 
 def _validation_pools(c: dict) -> list[str]:
+    """`train.pool_size` must be at most `train.eval_max_images`: the recall pools are drawn
+    from the evaluated images."""
     train = c["train"]
     if train["pool_size"] > train["eval_max_images"]:
         # pools are drawn from the evaluated images: a larger pool is silently smaller

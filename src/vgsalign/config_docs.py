@@ -11,7 +11,7 @@ import textwrap
 
 import yaml
 
-from .config import SCHEMA_PATH, _resolve, load_schema
+from .config import CROSS_CHECKS, SCHEMA_PATH, _resolve, load_schema
 
 WIDTH = 92
 
@@ -33,7 +33,7 @@ def _is_section(prop: dict) -> bool:
 
 
 def _comment(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), WIDTH - len(indent) - 2,
+    return textwrap.wrap(" ".join(text.split()), WIDTH - len(indent) - 2, break_on_hyphens=False,
                          initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ")
 
 
@@ -113,19 +113,6 @@ what is expected, schema violations and problems between keys together.
 `vgsalign check-config --defaults` prints the whole default config as commented YAML.
 
 Checks between keys (they stop the workflow at startup):
-
-- `dataset.splits.*` must be splits the demo corpus generates (`demo.n_images`) when
-  `dataset.source` is `demo`; for a real corpus `dataset.speech_root` and `dataset.coco_root`
-  must be existing folders (and `dataset.alignments_root` is needed for `spokencoco`);
-- `word_vectors.path` must be an existing file when `word_vectors.source` is `word2vec`;
-- `audio.hop_s` must equal `frames.hop_s` and be a whole number of samples at
-  `audio.sample_rate`; `audio.win_s` >= `audio.hop_s`; `audio.n_fft` >= the window in samples;
-- `frames.max` must be at least 8, the audio branch's time stride (three stride-2
-  max-pools), and a multiple of 8 when `scores.mode` is `reference`, so that every tensor
-  frame stands for a whole number of input frames;
-- `visual.weights` is needed for `visual.backbone: vgg16` unless `visual.allow_random_weights`;
-- `train.pool_size` must be at most `train.eval_max_images` (the recall pools are drawn from
-  the evaluated images).
 """
 
 
@@ -133,6 +120,9 @@ def config_markdown(schema: dict | None = None) -> str:
     """docs/config.md: one table per top-level section."""
     schema = load_schema() if schema is None else schema
     out = [INTRO]
+    for _, check in CROSS_CHECKS:
+        out += textwrap.wrap(" ".join(check.__doc__.split()), WIDTH, initial_indent="- ", subsequent_indent="  ",
+                             break_on_hyphens=False)
     for name, prop in schema["properties"].items():
         section = _resolve(prop, schema)
         out += ["", f"## `{name}`", "", _cell(section.get("description", "")), "",
