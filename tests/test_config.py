@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import subprocess
 import sys
@@ -152,6 +153,22 @@ def test_merge_layers_overrides_recursively_and_replaces_lists():
     assert merge_layers(base, overlay) == {
         "model": {"embed_dim": 128, "audio_channels": [5, 6, 7, 8]}, "train": {"lr": 0.1}, "scores": {"mode": "exact"}}
     assert base["model"]["audio_channels"] == [1, 2, 3, 4]   # inputs unchanged
+
+
+@pytest.mark.parametrize("base, overlay", [
+    ({"a": {"b": 1, "c": [1, 2]}}, {"a": {"c": [3]}, "d": 4}),
+    ({"a": 3}, {"a": {"b": 1}}),
+    ({"a": 3}, {"a": {}}),
+    ({"a": {"b": {"c": 1, "d": 2}}}, {"a": {"b": {"d": None}}}),
+    ({"a": {"b": 1}}, {"a": None}),
+    ({}, {"a": {"b": {}}}),
+])
+def test_merge_layers_agrees_with_snakemake(base, overlay):
+    from snakemake.utils import update_config
+
+    expected = copy.deepcopy(base)
+    update_config(expected, copy.deepcopy(overlay))
+    assert merge_layers(base, overlay) == expected
 
 
 @dataclasses.dataclass

@@ -98,8 +98,11 @@ def merge_layers(base: dict, overlay: dict) -> dict:
     (recursively), every other value (lists included) is replaced."""
     merged = copy.deepcopy(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_layers(merged[key], value)
+        if isinstance(value, dict):
+            under = merged.get(key, {})
+            # as snakemake.utils.update_config: a non-mapping under a mapping is dropped
+            # once the mapping sets a key (an empty mapping changes nothing)
+            merged[key] = merge_layers(under if isinstance(under, dict) else {}, value) if value else under
         else:
             merged[key] = copy.deepcopy(value)
     return merged
