@@ -84,8 +84,11 @@ def test_default_profile_settings():
     assert "executor" not in default
 
 
-def test_default_profile_is_picked_up_by_a_plain_run():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "8", "scores"], cwd=ROOT,
+def test_default_profile_is_picked_up_by_a_plain_run(tmp_path):
+    # run from the checkout, as a user does, but with the working directory (.snakemake/,
+    # results/) in tmp_path so that the test leaves nothing in the checkout
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "scores", "-n", "--cores", "8", "-d", str(tmp_path),
+                           "--configfile", str(ROOT / "config.yaml")], cwd=ROOT,
                           capture_output=True, text=True, env=run_env(), timeout=300)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-3000:]
