@@ -14,6 +14,7 @@ check-config` does the same for files given on the command line.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import os
 from pathlib import Path
@@ -168,9 +169,13 @@ def _error_lines(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
                 for name in error.validator_value if name not in error.instance]
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
-        return [(_key([*error.absolute_path, name]),
-                 f"{_key([*error.absolute_path, name])}: unknown setting; expected one of: {', '.join(known)}")
-                for name in sorted(set(error.instance) - set(known))]
+        lines = []
+        for name in sorted(set(error.instance) - set(known)):
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            key = _key([*error.absolute_path, name])
+            lines.append((key, f"{key}: unknown setting{hint}; expected one of: {', '.join(known)}"))
+        return lines
     key = _key(error.absolute_path)
     return [(key, f"{key} = {error.instance!r}: expected {_expected(error)}")]
 
