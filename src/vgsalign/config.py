@@ -4,8 +4,8 @@ src/vgsalign/config.schema.yaml is the one source. This module
 - merges layered config files as Snakemake merges `--configfile a.yaml b.yaml`,
 - fills every missing key from the schema's defaults (`with_defaults`),
 - checks the result: schema violations and checks that span several keys, all reported
-  together, each problem once (`config_problems`, `validate_config`),
-- generates the commented default config and docs/config.md from the schema.
+  together, each problem once (`config_problems`, `validate_config`).
+vgsalign.config_docs generates the commented default config and docs/config.md from it.
 
 The Snakefile fills and validates `config` before any rule reads it; `vgsalign
 check-config` does the same for files given on the command line.
@@ -18,7 +18,6 @@ import difflib
 import functools
 import os
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -41,7 +40,7 @@ def load_schema(schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
 
 # --------------------------------------------------------------------------- defaults
 
-def _resolve(node: dict, schema: dict) -> dict:
+def resolve_ref(node: dict, schema: dict) -> dict:
     """A property's schema with a local `$ref` merged in (its own keys win)."""
     ref = node.get("$ref")
     if not ref:
@@ -71,7 +70,7 @@ def section_schema(section: str | None, schema: dict | None = None) -> dict:
         properties = node.get("properties", {})
         if part not in properties:
             raise KeyError(f"no config section {section!r} in the schema")
-        node = _resolve(properties[part], schema)
+        node = resolve_ref(properties[part], schema)
     return node
 
 

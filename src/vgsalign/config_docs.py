@@ -11,7 +11,7 @@ import textwrap
 
 import yaml
 
-from .config import CROSS_CHECKS, SCHEMA_PATH, _resolve, load_schema
+from .config import CROSS_CHECKS, SCHEMA_PATH, resolve_ref, load_schema
 
 WIDTH = 92
 
@@ -24,8 +24,8 @@ def _flow(value) -> str:
 def _sections(node: dict, schema: dict, path: tuple[str, ...] = ()):
     """(dotted key, resolved property schema) of every key under `node`, depth first."""
     for name, prop in node.get("properties", {}).items():
-        yield (*path, name), _resolve(prop, schema)
-        yield from _sections(_resolve(prop, schema), schema, (*path, name))
+        yield (*path, name), resolve_ref(prop, schema)
+        yield from _sections(resolve_ref(prop, schema), schema, (*path, name))
 
 
 def _is_section(prop: dict) -> bool:
@@ -61,7 +61,7 @@ def _number_bounds(prop: dict) -> list[str]:
 
 def allowed_values(prop: dict, schema: dict) -> str:
     """What a key accepts, in words (from its enum, type, bounds, pattern, items)."""
-    prop = _resolve(prop, schema)
+    prop = resolve_ref(prop, schema)
     if "enum" in prop:
         return "one of " + ", ".join(f"`{v}`" for v in prop["enum"])
     kind = prop.get("type")
@@ -124,7 +124,7 @@ def config_markdown(schema: dict | None = None) -> str:
         out += textwrap.wrap(" ".join(check.__doc__.split()), WIDTH, initial_indent="- ", subsequent_indent="  ",
                              break_on_hyphens=False)
     for name, prop in schema["properties"].items():
-        section = _resolve(prop, schema)
+        section = resolve_ref(prop, schema)
         out += ["", f"## `{name}`", "", _cell(section.get("description", "")), "",
                 "| key | default | allowed values | meaning |", "| --- | --- | --- | --- |"]
         for path, leaf in _sections(section, schema, (name,)):
