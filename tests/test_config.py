@@ -361,3 +361,10 @@ def test_a_schema_error_leaves_the_other_cross_checks_running(tmp_path):
     assert len(problems) == 2, problems
     assert problems[0].startswith("dataset.name = 'bad name!': expected text matching")
     assert problems[1] == f"dataset.speech_root = '{tmp_path / 'nowhere'}': expected an existing folder"
+
+
+@pytest.mark.parametrize("text, problem", [("{mode: exact}", "not valid JSON"), ("[1, 2]", "expected a JSON object")])
+def test_settings_from_json_names_the_option_on_bad_json(text, problem):
+    with pytest.raises(InputError) as err:
+        settings_from_json(_Scores, text, "--scores", section="scores")
+    assert str(err.value).startswith("--scores: ") and problem in str(err.value)

@@ -43,12 +43,17 @@ def settings_from_dict(cls: type[T], values: dict[str, Any], where: str = "setti
     return cls(**values)
 
 
-def settings_from_json(cls: type[T], text: str, where: str = "--settings", section: str | None = None) -> T:
-    """`settings_from_dict` on a JSON object given as text (a command-line option)."""
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """A JSON object given as text (a command-line option), or one line naming `where`."""
     try:
         values = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(where, f"not valid JSON ({err})") from None
     if not isinstance(values, dict):
         raise InputError(where, "expected a JSON object")
-    return settings_from_dict(cls, values, where, section=section)
+    return values
+
+
+def settings_from_json(cls: type[T], text: str, where: str = "--settings", section: str | None = None) -> T:
+    """`settings_from_dict` on a JSON object given as text (a command-line option)."""
+    return settings_from_dict(cls, json_object(text, where), where, section=section)
