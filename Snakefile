@@ -26,3 +26,17 @@ rule all:
     input:
         rules.report.input,
     default_target: True
+
+
+# How a run ends: on the report's path and its headline result when this run wrote the
+# report (vgsalign.report.headline); nothing more for other targets.
+onsuccess:
+    from vgsalign.report.headline import run_ending
+
+    if (line := run_ending(REPORT_HTML, rules.score_pairs.output.summary, WORKFLOW_STARTED)) is not None:
+        print(line, file=sys.stderr, flush=True)
+
+
+onerror:
+    print(f"vgsalign: the run stopped before its end; the failed step's log is named above (all logs: {LOGS}/)",
+          file=sys.stderr, flush=True)

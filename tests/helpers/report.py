@@ -53,6 +53,7 @@ COCO_CATEGORIES = list(enumerate([
     "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", None,
     "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"], start=1))
 COCO_CATEGORIES = [(cid, name) for cid, name in COCO_CATEGORIES if name is not None]
+SHARD_INTEGRITY = "fletcher32"     # the `integrity` attribute the shard readers require
 FILLERS = ["a", "the", "there", "is", "on", "with", "near", "some", "picture", "of", "and", "grass"]
 
 
@@ -64,15 +65,17 @@ class SyntheticRun:
     images: Path
     audio: list[Path]
     visual: list[Path]
+    rejects: list[Path]      # rejects tables in the stages' layout (testdata, features index)
 
     def report_args(self, out: Path, figures: Path | None = None, n_examples: int = 4, seed: int = 0,
                     run_config: dict | None = None) -> list[str]:
-        """argv of `vgsalign report` on this folder."""
+        """argv of `vgsalign report-html` on this folder."""
         r = self.results
-        args = ["--testdata", str(r / "testdata"), "--train", str(r / "train"), "--scores", str(r / "scores"),
-                "--tensors", str(r / "tensors/tensors.h5"), "--instances", str(self.instances),
-                "--images", str(self.images), "--audio", *map(str, self.audio), "--visual", *map(str, self.visual),
-                "--settings", json.dumps({"n_examples": n_examples, "seed": seed}), "--out", str(out)]
+        args = ["--testdata-dir", str(r / "testdata"), "--train-dir", str(r / "train"),
+                "--scores-dir", str(r / "scores"), "--tensors", str(r / "tensors/tensors.h5"),
+                "--instances", str(self.instances), "--images", str(self.images), "--audio", *map(str, self.audio),
+                "--visual", *map(str, self.visual), "--rejects", *map(str, self.rejects),
+                "--report", json.dumps({"n_examples": n_examples, "seed": seed}), "--out", str(out)]
         if figures is not None:
             args += ["--figures", str(figures)]
         if run_config is not None:
@@ -82,13 +85,14 @@ class SyntheticRun:
 
 def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_images: int = 8,
              captions_per_image: int = 2, pairs_per_caption: int = 2, seed: int = 0, bootstrap: int = 200,
-             workers: int = 1, random_weights: bool = False, n_unscorable: int = 1, dense_every: int = 1,
-             epochs: int = 4, n_val_images: int = 60, pool_size: int = 1000) -> SyntheticRun:
+             threads: int = 1, random_weights: bool = False, n_unscorable: int = 1, dense_every: int = 1,
+             epochs: int = 4, n_val_images: int = 60, pool_size: int = 1000, n_rejected: int = 0) -> SyntheticRun:
     """Write a complete results folder under root/results/<name> and return its paths.
 
     n_unscorable pairs name a category their image does not have (excluded by the scorer
     as category_not_in_image); random_weights marks the visual shard as the output of a
-    CNN with random weights (a warning in the report)."""
+    CNN with random weights (a warning in the report); n_rejected rows go into each rejects
+    table (the test set's dataset rejects and the features' caption index rejects)."""
     rng = np.random.default_rng(seed)
     results = root / "results" / name
     coco = results / "corpus" / "coco"
@@ -197,8 +201,9 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
     r = MAX_FRAMES // T
     with h5py.File(tensors_path, "w") as tens, h5py.File(audio_path, "w") as audio:
         avt = tens.create_dataset("avt", shape=(n_utt, T, GRID, GRID), dtype="float32", chunks=(1, T, GRID, GRID))
+        # shards as the features stage writes them: chunks with checksums, recorded in `integrity`
         logmel = audio.create_dataset("logmel", shape=(n_utt, MAX_FRAMES, N_MELS), dtype="float32",
-                                      chunks=(1, MAX_FRAMES, N_MELS))
+                                      chunks=(1, MAX_FRAMES, N_MELS), fletcher32=True)
         for u, (utt, image_id, pad, n_frames, words) in enumerate(utterances):
             if u % dense_every:
                 continue
@@ -232,7 +237,7 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
         audio["image_id"] = np.array([u[1] for u in utterances], dtype=np.int64)
         audio["n_frames"] = np.array([u[3] for u in utterances], dtype=np.int32)
         audio["pad_frames"] = np.array([u[2] for u in utterances], dtype=np.int32)
-        audio.attrs.update({"modality": "audio", "sample_rate": 16000, "n_mels": N_MELS, "hop_s": HOP,
+        audio.attrs.update({"integrity": SHARD_INTEGRITY, "modality": "audio", "sample_rate": 16000, "n_mels": N_MELS, "hop_s": HOP,
                             "max_frames": MAX_FRAMES, "padding": "start", "n_rejected": 0, "n_silent": 0,
                             "split": SPLIT, "shard_index": 0, "n_shards": 1})
     visual_path = results / "features" / "visual" / SPLIT / "shard_00000.h5"
@@ -241,7 +246,7 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
         h5["features"] = np.zeros((len(images), GRID, GRID, 4), dtype=np.float32)
         h5["width"] = np.array([im["width"] for im in images], dtype=np.int32)
         h5["height"] = np.array([im["height"] for im in images], dtype=np.int32)
-        h5.attrs.update({"modality": "visual", "backbone": "vgg16" if random_weights else "efficientnet_lite0",
+        h5.attrs.update({"integrity": SHARD_INTEGRITY, "modality": "visual", "backbone": "vgg16" if random_weights else "efficientnet_lite0",
                          "layer": "synthetic", "grid": GRID, "channels": 4, "input_size": 224,
                          "random_weights": bool(random_weights), "weights_sha256": "" if random_weights else "ab" * 32,
                          "n_rejected": 0, "split": SPLIT, "shard_index": 0, "n_shards": 1})
@@ -249,10 +254,27 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
     # ------------------------------------------------------------ training and scores
     _write_training(results / "train", epochs=epochs, n_val_images=n_val_images, pool_size=pool_size, rng=rng)
     run_scores(tensors=tensors_path, pairs_csv=testdata / "pairs.csv", instances_json=instances,
-               out_dir=results / "scores", settings=ScoreSettings(bootstrap=bootstrap, seed=seed), workers=workers,
+               out_dir=results / "scores", settings=ScoreSettings(bootstrap=bootstrap, seed=seed), threads=threads,
                retrieval=results / "train" / "retrieval.json")
+    rejects = _write_rejects(results, n_rejected)
     return SyntheticRun(root=root, results=results, instances=instances, images=images_dir, audio=[audio_path],
-                        visual=[visual_path])
+                        visual=[visual_path], rejects=rejects)
+
+
+def _write_rejects(results: Path, n_rejected: int) -> list[Path]:
+    """The rejects tables of the stages that read the corpus, with n_rejected rows each:
+    testdata/rejects_dataset.csv (file, problem) and features/index/<split>/captions_rejected.csv
+    (id, path, problem)."""
+    dataset = results / "testdata" / "rejects_dataset.csv"
+    pd.DataFrame({"file": [f"speech/{SPLIT}/json/broken_{k}.json" for k in range(n_rejected)],
+                  "problem": ["not valid JSON (Expecting value: line 1 column 1)"] * n_rejected}
+                 ).to_csv(dataset, index=False)
+    captions = results / "features" / "index" / SPLIT / "captions_rejected.csv"
+    captions.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": [f"{k}_{k}_Synth_None_1" for k in range(n_rejected)],
+                  "path": [f"speech/{SPLIT}/wav/{k}.wav" for k in range(n_rejected)],
+                  "problem": ["wav file not found"] * n_rejected}).to_csv(captions, index=False)
+    return [dataset, captions]
 
 
 def _write_testdata_summary(testdata: Path, pairs: pd.DataFrame, utterances: list, n_words: int, n_images: int,

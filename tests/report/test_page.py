@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
-from tests.helpers.report import make_run
+from tests.helpers.report import SPLIT, make_run
 from tests.helpers.workflow import ROOT, opted_out, output_of, run_env, tiny_demo_config
 
 from vgsalign.scores.alignment import SCORE_NAMES
@@ -39,9 +39,10 @@ RUN_CONFIG = {"dataset": {"name": "synthetic", "source": "demo", "splits": {"tra
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    # random_weights: the page must warn about it; one pair names a category its image lacks
+    # random_weights: the page must warn about it; one pair names a category its image lacks;
+    # two rejected items in each rejects table
     return make_run(tmp_path_factory.mktemp("report_run"), n_categories=6, n_images=8, captions_per_image=2,
-                    pairs_per_caption=2, random_weights=True, n_unscorable=1)
+                    pairs_per_caption=2, random_weights=True, n_unscorable=1, n_rejected=2)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def built(run):
 
 
 class Page(HTMLParser):
-    """The page's numbers (spans with data-source), images, table ids, tags used."""
+    """The page's numbers (spans of class value), images, table ids, tags used."""
 
     def __init__(self, text: str):
         super().__init__()
@@ -67,7 +68,7 @@ class Page(HTMLParser):
             self.ids.add(attrs["id"])
         if tag == "img":
             self.images.append(attrs)
-        if tag == "span" and "data-source" in attrs:
+        if tag == "span" and attrs.get("class", "").startswith("value"):
             self._open = {**attrs, "text": ""}
 
     def handle_data(self, data):
@@ -215,13 +216,13 @@ def test_choose_examples_best_median_worst_then_seeded_random(run):
 
 def _examples(run, scores_dir: Path, n: int = 3, choose=None) -> tuple[list, dict]:
     """The examples of a run; choose(pair_scores) picks them (default: the report's choice of n)."""
-    from vgsalign.report.page import ReportInputs, read_results
+    from vgsalign.report.results import ReportInputs, read_results
     from vgsalign.report.examples import load_examples
     from vgsalign.corpus.coco import open_coco
 
     inputs = ReportInputs(testdata=run.results / "testdata", train=run.results / "train", scores=scores_dir,
                           tensors=run.results / "tensors/tensors.h5", instances=run.instances, images=run.images,
-                          audio=run.audio, visual=run.visual)
+                          audio=run.audio, visual=run.visual, rejects=run.rejects)
     results = read_results(inputs)
     choices = choose(results.pair_scores) if choose else choose_examples(results.pair_scores, n, seed=0)
     examples = load_examples(choices, results.pair_scores, results.scores_summary, inputs.tensors,
@@ -298,7 +299,7 @@ def test_example_maps_follow_the_scoring_options(run, tmp_path):
 
     run_scores(tensors=run.results / "tensors/tensors.h5", pairs_csv=run.results / "testdata/pairs.csv",
                instances_json=run.instances, out_dir=tmp_path / "scores",
-               settings=ScoreSettings(mode="exact", softmax="none", bootstrap=20), workers=1,
+               settings=ScoreSettings(mode="exact", softmax="none", bootstrap=20), threads=1,
                retrieval=run.results / "train/retrieval.json")
     examples, mapping = _examples(run, tmp_path / "scores")
     assert all(e.mode == "exact" and not e.softmax_as for e in examples)
@@ -308,10 +309,11 @@ def test_example_maps_follow_the_scoring_options(run, tmp_path):
 # ---------------------------------------------------------------- the page
 
 
-def test_page_shows_every_figure_embedded_and_the_warnings_first(built, run):
+def test_page_shows_every_figure_embedded_and_the_scores_first(built, run):
     html = built["html"]
     page = Page(html)
     names = (["similarities", "training"] + [f"category_{s}" for s in SCORE_NAMES]
+             + ["chance_corrected", "scatter_mask_area", "scatter_word_duration"]
              + [f"confusion_{s}" for s in SCORE_NAMES] + [f"example_{k:02d}" for k in range(1, N_EXAMPLES + 1)])
     assert len(page.images) == len(names)
     for image in page.images:
@@ -321,23 +323,37 @@ def test_page_shows_every_figure_embedded_and_the_warnings_first(built, run):
     # each figure also as its own PNG, named as workflow/rules/report.smk declares them
     assert sorted(p.stem for p in built["figures"].glob("*.png")) == sorted(names)
     smk = (ROOT / "workflow/rules/report.smk").read_text()
-    for pattern in ("similarities.png", "training.png", "category_{name}.png", "confusion_{name}.png", "example_{k:02d}.png"):
+    for pattern in ("similarities.png", "training.png", "category_{name}.png", "confusion_{name}.png",
+                    "example_{k:02d}.png", '"chance_corrected"', '"scatter_mask_area"', '"scatter_word_duration"'):
         assert pattern in smk
-    # self-contained: no script, no stylesheet link, no external address
+    # self-contained: no script, no stylesheet link, no external address; the style sheet inlined
     assert not {"script", "link", "iframe"} & page.tags
     assert not re.search(r"(src|href)=\"(https?:|//|file:)", html) and "url(" not in html
-    # warnings before the contents, naming what the run raised
-    warnings = html[html.index('id="warnings"'):html.index("<nav>")]
+    assert ".notice-line {" in html
+    # first screen: title, one line of notices, then the scores table; the contents after it
+    body = html[html.index("<body>"):]
+    line = re.search(r'<p class="notice-line" id="notice-line">(.*?)</p>', body)
+    assert line and "\n" not in line.group(1)
+    assert body.index('id="notice-line"') < body.index('id="overall"') < body.index("<nav>") \
+        < body.index('id="warnings"')
+    # the line links every notice to its details further down, which name what the run raised
+    links = re.findall(r'href="#(notice-\d+)"', line.group(1))
+    warnings = body[body.index('<section id="warnings">'):body.index('<section id="glance">')]
+    details = re.findall(r'<li class="level-\w+" id="(notice-\d+)">', warnings)
+    assert links == details and len(links) >= 4
+    assert 'href="#warnings"' in line.group(1) and "warnings" in line.group(1)
     assert "random weights" in warnings
     assert "1 of" in warnings and "category_not_in_image: 1" in warnings
     assert "Pooled R@10 uses pools of 60 images" in warnings
-    assert {"glance", "overall", "counts", "retrieval", "pooled", "funnel", "categories"} <= page.ids
+    assert "4 item(s) of the corpus were rejected" in warnings
+    assert {"glance", "overall", "counts", "retrieval", "pooled", "funnel", "categories", "rejects"} <= page.ids
     assert "mode reference; softmax both" in html
 
 
 def test_numbers_on_the_page_equal_the_result_files(built, run):
     page = Page(built["html"])
-    for value in page.values:
+    assert all("data-source" in v or "data-derived" in v or "data-rejects" in v for v in page.values)
+    for value in (v for v in page.values if "data-source" in v):
         path = json.loads(value["data-path"])
         expected = _lookup(run.results, value["data-source"], path)
         shown = value["text"].replace(",", "")
@@ -351,16 +367,42 @@ def test_numbers_on_the_page_equal_the_result_files(built, run):
     for score in SCORE_NAMES:
         for key in (f"{score}_mean", f"{score}_ci_low", f"{score}_ci_high", f"random_{score}_mean",
                     f"chance_{score}_mean"):
-            assert any(v["data-source"] == "scores/summary.json" and json.loads(v["data-path"]) == ["overall", key]
+            assert any(v.get("data-source") == "scores/summary.json" and json.loads(v["data-path"]) == ["overall", key]
                        for v in page.values), key
     retrieval = json.loads((run.results / "train/retrieval.json").read_text())
     for direction in ("image_retrieval_from_captions", "caption_retrieval_from_images"):
         for k in ("r1", "r5", "r10"):
-            assert any(json.loads(v["data-path"]) == [direction, k] for v in page.values)
-    assert any(json.loads(v["data-path"]) == ["pooled_r10", "r10_a2i"] for v in page.values)
+            assert any(json.loads(v.get("data-path", "null")) == [direction, k] for v in page.values)
+    assert any(json.loads(v.get("data-path", "null")) == ["pooled_r10", "r10_a2i"] for v in page.values)
     funnel = json.loads((run.results / "testdata/summary.json").read_text())["funnel"]
-    assert sum(v["data-source"] == "testdata/summary.json" for v in page.values) == len(funnel)
+    assert sum(v.get("data-source") == "testdata/summary.json" for v in page.values) == len(funnel)
     assert summary["counts"]["pairs_excluded"] == 1 and retrieval["pooled_r10"]["pool_size"] == 60
+
+
+def test_rejects_are_counted_per_stage(built, run):
+    page = Page(built["html"])
+    shown = {v["data-rejects"]: int(v["data-value"]) for v in page.values if "data-rejects" in v}
+    tables = {str(path.relative_to(run.results)): len(pd.read_csv(path)) for path in run.rejects}
+    assert tables == {"testdata/rejects_dataset.csv": 2, f"features/index/{SPLIT}/captions_rejected.csv": 2}
+    assert {k: v for k, v in shown.items() if k in tables} == tables
+    # the shards' own counts (n_rejected) are rows as well, 0 here
+    assert sorted(v for k, v in shown.items() if k not in tables) == [0, 0]
+    rejects = built["html"][built["html"].index('<table id="rejects">'):]
+    assert "testdata" in rejects and "wav file not found" in rejects
+
+
+def test_no_rejects_no_notice(run, tmp_path):
+    from vgsalign.report.notices import rejects_notices
+    from vgsalign.report.results import RejectCount, reject_table_count
+
+    empty = tmp_path / "testdata" / "rejects_dataset.csv"
+    empty.parent.mkdir()
+    empty.write_text("file,problem\n")
+    count = reject_table_count(empty, tmp_path)
+    assert count == RejectCount("testdata", "testdata/rejects_dataset.csv", 0, "")
+    assert rejects_notices([count]) == []
+    notice, = rejects_notices([count, RejectCount("features", "a.csv", 3, "x"), RejectCount("features", "b", 1)])
+    assert notice.level == "warning" and notice.title.startswith("4 item(s)") and "features 4" in notice.title
 
 
 def test_page_renders_in_headless_chromium(built, tmp_path):
@@ -387,9 +429,9 @@ def test_page_renders_in_headless_chromium(built, tmp_path):
         assert png.size == (1400, 6000)
         grey = np.asarray(png.convert("L"), dtype=np.float64)
     assert grey.std() > 20                      # text and figures, not a blank page
-    # the warnings box (orange border) is drawn near the top
-    rgb = np.asarray(Image.open(shot).convert("RGB"))[:600].reshape(-1, 3).astype(int)
-    assert ((abs(rgb[:, 0] - 0xd9) < 12) & (abs(rgb[:, 1] - 0x48) < 12) & (abs(rgb[:, 2] - 0x0f) < 12)).sum() > 500
+    # the line of warnings (orange left border, 6 px wide) is drawn near the top
+    rgb = np.asarray(Image.open(shot).convert("RGB"))[:300].reshape(-1, 3).astype(int)
+    assert ((abs(rgb[:, 0] - 0xd9) < 12) & (abs(rgb[:, 1] - 0x48) < 12) & (abs(rgb[:, 2] - 0x0f) < 12)).sum() > 100
 
 
 # ---------------------------------------------------------------- bad input
@@ -400,7 +442,7 @@ def test_missing_result_file_names_it(run, tmp_path, capsys):
     shutil.copytree(run.results, results, ignore=shutil.ignore_patterns("corpus", "features", "tensors"))
     (results / "scores/category_scores.csv").unlink()
     args = run.report_args(tmp_path / "report.html", n_examples=1)
-    args[args.index("--scores") + 1] = str(results / "scores")
+    args[args.index("--scores-dir") + 1] = str(results / "scores")
     assert run_main("report", main, args) == 2
     err = capsys.readouterr().err
     assert str(results / "scores/category_scores.csv") in err and "not found" in err
@@ -418,12 +460,25 @@ def test_missing_result_file_names_it(run, tmp_path, capsys):
 
 def test_bad_settings_are_named(run, tmp_path, capsys):
     args = run.report_args(tmp_path / "report.html")
-    args[args.index("--settings") + 1] = json.dumps({"n_examples": 2, "colour": "red"})
+    args[args.index("--report") + 1] = json.dumps({"n_examples": 2, "colour": "red"})
     assert run_main("report", main, args) == 2
     assert "unknown setting(s) ['colour']" in capsys.readouterr().err
-    args[args.index("--settings") + 1] = json.dumps({"n_examples": -1, "seed": 0})
+    args[args.index("--report") + 1] = json.dumps({"n_examples": -1, "seed": 0})
     assert run_main("report", main, args) == 2
-    assert "n_examples = -1" in capsys.readouterr().err
+    assert "--report: n_examples = -1" in capsys.readouterr().err
+    args[args.index("--report") + 1] = json.dumps({"n_examples": 1, "seed": 0})
+    assert run_main("report", main, args + ["--match", '{"min": 0.7}']) == 2
+    assert "--match: missing setting 'threshold'" in capsys.readouterr().err
+    assert run_main("report", main, args + ["--match", "[0.7]"]) == 2
+    assert "--match: expected a JSON object" in capsys.readouterr().err
+
+
+def test_a_bad_rejects_table_is_named(run, tmp_path, capsys):
+    missing = tmp_path / "rejects_dataset.csv"
+    args = run.report_args(tmp_path / "report.html", n_examples=1)
+    args[args.index("--rejects") + 1] = str(missing)
+    assert run_main("report", main, args) == 2
+    assert f"{missing}: table not found" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the workflow's rule
@@ -455,7 +510,7 @@ def test_workflow_rule_builds_the_page_and_snakemakes_report(tmp_path):
     proc = snakemake("--forcerun", "report_html", "report")
     assert "report_html" in proc.stderr and "tensors_dump" not in proc.stderr.split("Job stats:")[1]
     page = (work / "results/tiny/report.html").read_text()
-    assert "Alignment report: tiny" in page and len(Page(page).images) == 12
+    assert "Alignment report: tiny" in page and len(Page(page).images) == 15
     with Image.open(work / "results/tiny/report/example_02.png") as png:
         assert png.size[0] > 1000
     proc = snakemake("--report", str(tmp_path / "snakemake_report.zip"), "report")

@@ -1,12 +1,17 @@
 # The run's report (see workflow/rules/common.smk for shared paths and helpers): one
 # self-contained HTML page, results/<name>/report.html, and each of its figures as a PNG
-# under results/<name>/report/, marked with report() for `snakemake --report`.
-# The rule reads the results of every stage; its params carry exactly the config slices
-# the page shows (and the report's own), so a changed report.n_examples reruns only this
-# rule, and any stage that reruns reruns it too. SCORE_NAMES comes from scores.smk,
-# FEATURE_SHARDS and VISUAL_SETTINGS from features.smk.
+# under results/<name>/report/, marked with report() for `snakemake --report`; the
+# captions (workflow/report/*.rst) are generated from src/vgsalign/report/captions.yaml.
+# The rule reads the results of every stage and the rejects tables of the stages that
+# read the corpus; its params carry exactly the config slices the page shows (and the
+# report's own), so a changed report.n_examples reruns only this rule, and any stage
+# that reruns reruns it too. SCORE_NAMES comes from scores.smk, FEATURE_SHARDS and
+# VISUAL_SETTINGS from features.smk.
+
+import time
 
 REPORT = f"{RESULTS}/report"
+REPORT_HTML = f"{RESULTS}/report.html"
 REPORT_EXAMPLES = [f"{REPORT}/example_{k:02d}.png" for k in range(1, config["report"]["n_examples"] + 1)]
 # the settings shown on the page: what decides its numbers (speed-only settings left out, as in features.smk)
 REPORT_RUN_CONFIG = {
@@ -25,6 +30,11 @@ REPORT_RUN_CONFIG = {
 }
 # every split's visual shards the model met (train, val) or was tested on, each once
 REPORT_VISUAL_SHARDS = sorted({path for split in USED_SPLITS for path in FEATURE_SHARDS[("visual", split)]})
+# when the workflow started: the run's ending (Snakefile's onsuccess) names the report only if this run wrote it
+WORKFLOW_STARTED = time.time()
+# the report() captions, generated from src/vgsalign/report/captions.yaml
+CAPTIONS = "../report"
+
 
 
 rule report_html:
@@ -49,41 +59,58 @@ rule report_html:
         ready=corpus_ready(SPLITS["test"]),
         # the demo corpus declares only its manifest; a real corpus's JSON is a plain input
         instances=[] if IS_DEMO else instances_json(SPLITS["test"]),
+        rejects=expand(rules.features_captions.output.rejects, split=USED_SPLITS),
     output:
-        html=f"{RESULTS}/report.html",
+        html=REPORT_HTML,
         similarities=report(
             f"{REPORT}/similarities.png",
-            caption="../report/report_similarities.rst",
+            caption=f"{CAPTIONS}/report_similarities.rst",
             category="Test set",
         ),
         training=report(
             f"{REPORT}/training.png",
-            caption="../report/report_training.rst",
+            caption=f"{CAPTIONS}/report_training.rst",
             category="Training",
         ),
         categories=[
             report(
                 f"{REPORT}/category_{name}.png",
-                caption="../report/report_categories.rst",
+                caption=f"{CAPTIONS}/report_categories.rst",
                 category="Scores per category",
             )
             for name in SCORE_NAMES
         ],
+        chance=[
+            report(
+                f"{REPORT}/{name}.png",
+                caption=f"{CAPTIONS}/report_{caption}.rst",
+                category="Scores against chance",
+            )
+            for name, caption in (
+                ("chance_corrected", "chance_corrected"),
+                ("scatter_mask_area", "scatter_mask"),
+                ("scatter_word_duration", "scatter_duration"),
+            )
+        ],
         confusion=[
             report(
                 f"{REPORT}/confusion_{name}.png",
-                caption="../report/report_confusion.rst",
+                caption=f"{CAPTIONS}/report_confusion.rst",
                 category="Confusions",
             )
             for name in SCORE_NAMES
         ],
         examples=[
-            report(path, caption="../report/report_examples.rst", category="Alignment examples")
+            report(
+                path,
+                caption=f"{CAPTIONS}/report_examples.rst",
+                category="Alignment examples",
+            )
             for path in REPORT_EXAMPLES
         ],
     params:
-        settings=as_json(config["report"]),
-        threshold=config["match"]["threshold"],
+        report=as_json(config["report"]),
+        match=as_json(config["match"]),
         run_config=as_json(REPORT_RUN_CONFIG),
         testdata=lambda w, input: str(Path(input.testdata_summary).parent),
         train=lambda w, input: str(Path(input.history).parent),
@@ -102,10 +129,10 @@ rule report_html:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign report-html --testdata {params.testdata} --train {params.train} --scores {params.scores}"
+        "vgsalign report-html --testdata-dir {params.testdata} --train-dir {params.train} --scores-dir {params.scores}"
         " --tensors {input.tensors} --instances {params.instances} --images {params.images}"
-        " --audio {input.audio} --visual {input.visual} --threshold {params.threshold}"
-        " --settings {params.settings} --run-config {params.run_config}"
+        " --audio {input.audio} --visual {input.visual} --rejects {input.rejects}"
+        " --report {params.report} --match {params.match} --run-config {params.run_config}"
         " --figures {params.figures} --out {output.html} 2>&1 | tee {log}"
 
 
