@@ -16,10 +16,10 @@ GRID = (4, 4)
 CHANNELS = 6
 
 
-def tiny_model(arch: str = "cnnatt", similarity: str = "misa") -> ModelSettings:
+def tiny_model(arch: str = "cnnatt", similarity: str = "misa", pooling: str = "torch") -> ModelSettings:
     return ModelSettings(
         arch=arch, similarity=similarity, embed_dim=16, dropout=0.1,
-        audio_channels=[8, 8, 12, 12], audio_kernels=[3, 3, 5, 5, 5],
+        audio_channels=[8, 8, 12, 12], audio_kernels=[3, 3, 5, 5, 5], pooling=pooling,
     )
 
 
@@ -35,6 +35,11 @@ def tiny_train_settings(**over) -> dict:
 
 def tiny_frames() -> dict:
     return {"hop_s": 0.01, "max": FRAMES, "padding": "start"}
+
+
+def checked_dataset(h5: h5py.File, name: str, values: np.ndarray) -> None:
+    """A dataset chunked with fletcher32 checksums, as the feature shards' writer stores them."""
+    h5.create_dataset(name, data=values, chunks=(1, *values.shape[1:]) if values.ndim > 1 else True, fletcher32=True)
 
 
 def write_split(
@@ -75,20 +80,21 @@ def write_split(
         v_path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(a_path, "w") as h5:
             h5["utt_id"] = np.array(utts, dtype=h5py.string_dtype())
-            h5["image_id"] = np.array(cap_img, dtype=np.int64)
-            h5["logmel"] = np.stack(logmel)
-            h5["n_frames"] = np.array(n_frames, dtype=np.int32)
-            h5["pad_frames"] = np.array(pad, dtype=np.int32)
+            checked_dataset(h5, "image_id", np.array(cap_img, dtype=np.int64))
+            checked_dataset(h5, "logmel", np.stack(logmel))
+            checked_dataset(h5, "n_frames", np.array(n_frames, dtype=np.int32))
+            checked_dataset(h5, "pad_frames", np.array(pad, dtype=np.int32))
             attrs = {"n_mels": n_mels, "max_frames": frames, "padding": "start", "hop_s": 0.01,
-                     "sample_rate": 16000, "n_rejected": 0, "split": split}
+                     "sample_rate": 16000, "n_rejected": 0, "split": split, "integrity": "fletcher32"}
             attrs.update(audio_attrs or {})
             h5.attrs.update(attrs)
         with h5py.File(v_path, "w") as h5:
-            h5["image_id"] = image_ids[rows]
-            h5["features"] = feats
-            h5["width"] = np.full(len(rows), 640, dtype=np.int32)
-            h5["height"] = np.full(len(rows), 480, dtype=np.int32)
-            h5.attrs.update({"backbone": "synthetic", "random_weights": True, "n_rejected": 0, "split": split})
+            checked_dataset(h5, "image_id", image_ids[rows])
+            checked_dataset(h5, "features", feats)
+            checked_dataset(h5, "width", np.full(len(rows), 640, dtype=np.int32))
+            checked_dataset(h5, "height", np.full(len(rows), 480, dtype=np.int32))
+            h5.attrs.update({"backbone": "synthetic", "random_weights": True, "n_rejected": 0, "split": split,
+                             "integrity": "fletcher32"})
         audio_files.append(a_path)
         visual_files.append(v_path)
     return audio_files, visual_files

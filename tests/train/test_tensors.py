@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -7,6 +8,8 @@ import torch
 
 from tests.helpers.train import tiny_frames, tiny_model, tiny_train_settings, write_pairs, write_split
 from vgsalign.errors import InputError
+from vgsalign.scores.tensor_io import TensorReader, inspect_tensors
+from vgsalign.train import tensors as tensors_mod
 from vgsalign.train.tensors import main as tensors_main
 from vgsalign.train.loop import FrameSettings, TrainSettings, load_checkpoint, model_from_checkpoint, run_training
 from vgsalign.train.data import load_split
@@ -18,18 +21,19 @@ def trained(tmp_path_factory):
     train = write_split(root, "train", 20, seed=0)
     val = write_split(root, "val", 12, seed=1, first_image_id=5000, images_per_shard=5)
     out = {}
-    for arch in ("cnnatt", "matchmap"):
-        run_training(load_split("train", *train), load_split("val", *val), tiny_model(arch, "sima"),
+    for name, arch, pooling in (("cnnatt", "cnnatt", "torch"), ("matchmap", "matchmap", "torch"),
+                                ("cnnatt_tf", "cnnatt", "tf_same")):
+        run_training(load_split("train", *train), load_split("val", *val), tiny_model(arch, "sima", pooling),
                      TrainSettings(**tiny_train_settings(epochs=1)), FrameSettings(**tiny_frames()),
-                     root / arch, log=lambda _: None)
-        out[arch] = root / arch / "checkpoint_best.pt"
+                     root / name, log=lambda _: None)
+        out[name] = root / name / "checkpoint_best.pt"
     return root, val, out
 
 
-def run_dump(root, val, ckpt, arch, pairs, out):
-    argv = ["--checkpoint", str(ckpt), "--pairs", str(pairs), "--audio", *map(str, val[0]),
-            "--visual", *map(str, val[1]), "--model", json.dumps(tiny_model(arch, "sima").__dict__),
-            "--frames", json.dumps(tiny_frames()), "--device", "cpu", "--out", str(out)]
+def run_dump(root, val, ckpt, arch, pairs, out, pooling="torch", audio=None):
+    argv = ["--checkpoint", str(ckpt), "--pairs", str(pairs), "--audio", *map(str, audio or val[0]),
+            "--visual", *map(str, val[1]), "--model", json.dumps(tiny_model(arch, "sima", pooling).__dict__),
+            "--frames", json.dumps(tiny_frames()), "--device", "cpu", "--threads", "1", "--out", str(out)]
     return tensors_main(argv)
 
 
@@ -79,3 +83,107 @@ def test_missing_utterances_and_wrong_architecture(trained):
     write_pairs(pairs, ["val_5000_0"], [5000])
     with pytest.raises(InputError, match="checkpoint of architecture 'matchmap'"):
         run_dump(root, val, ckpts["matchmap"], "cnnatt", pairs, root / "x.h5")
+
+
+TEST_UTTS = ["val_5011_2", "val_5000_0", "val_5006_1", "val_5000_1", "val_5003_2", "val_5008_0"]
+TEST_IMAGES = [5011, 5000, 5006, 5000, 5003, 5008]
+
+
+@pytest.mark.parametrize("name,pooling,offset", [("cnnatt", "torch", -3.5), ("cnnatt_tf", "tf_same", 3.5)])
+def test_time_mapping_follows_the_pooling(trained, name, pooling, offset):
+    root, val, ckpts = trained
+    pairs = root / f"pairs_{name}_offset.csv"
+    write_pairs(pairs, TEST_UTTS[:2], TEST_IMAGES[:2])
+    out = root / f"tensors_{name}_offset.h5"
+    assert run_dump(root, val, ckpts[name], "cnnatt", pairs, out, pooling=pooling) == 0
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["input_frames_offset"] == offset and h5.attrs["pooling"] == pooling
+        assert h5.attrs["input_frames_per_frame"] == 8.0
+    # the scores' reader sees the same mapping
+    assert inspect_tensors(out).attrs["input_frames_offset"] == offset
+
+
+def test_dump_streams_a_batch_at_a_time(trained, monkeypatch):
+    root, val, ckpts = trained
+    pairs = root / "pairs_stream.csv"
+    write_pairs(pairs, TEST_UTTS, TEST_IMAGES)
+    whole = root / "tensors_whole.h5"
+    assert run_dump(root, val, ckpts["matchmap"], "matchmap", pairs, whole, pooling="torch") == 0
+    reads = []
+    original = tensors_mod.read_block
+
+    def recording(h5, name, rows, what):
+        block = original(h5, name, rows, what)
+        if name in ("logmel", "features"):
+            reads.append((name, len(block)))
+        return block
+
+    monkeypatch.setattr(tensors_mod, "read_block", recording)
+    monkeypatch.setattr(tensors_mod, "BATCH_SIZE", 2)
+    monkeypatch.setattr(tensors_mod.dump_tensors, "__defaults__", ("auto", 2))
+    small = root / "tensors_small.h5"
+    assert run_dump(root, val, ckpts["matchmap"], "matchmap", pairs, small) == 0
+    assert reads and all(n <= 2 for _, n in reads)
+    assert sum(n for name, n in reads if name == "logmel") == len(TEST_UTTS)  # each row read once
+    with h5py.File(whole, "r") as a, h5py.File(small, "r") as b:
+        np.testing.assert_allclose(a["avt"][...], b["avt"][...], rtol=1e-5, atol=1e-6)
+        assert a["utt_id"][...].tolist() == b["utt_id"][...].tolist()
+
+
+def test_matchmap_tensors_are_zero_on_padding_frames(trained):
+    root, val, ckpts = trained
+    pairs = root / "pairs_pad.csv"
+    write_pairs(pairs, TEST_UTTS, TEST_IMAGES)
+    out = root / "tensors_pad.h5"
+    assert run_dump(root, val, ckpts["matchmap"], "matchmap", pairs, out) == 0
+    with h5py.File(out, "r") as h5:
+        avt, pad = h5["avt"][...], h5["pad_frames"][...]
+        offset, stride = h5.attrs["input_frames_offset"], h5.attrs["input_frames_per_frame"]
+    centres = offset + stride * (np.arange(avt.shape[1]) + 0.5)
+    assert pad.max() > stride  # some utterances have whole padding frames
+    for row in range(len(pad)):
+        padding = centres < pad[row]
+        assert np.all(avt[row, padding] == 0) and np.all(np.abs(avt[row, ~padding]).sum((1, 2)) > 0)
+
+
+def corrupt_first_chunk(path, dataset):
+    with h5py.File(path, "r") as h5:
+        offset = h5[dataset].id.get_chunk_info_by_coord((0,) * h5[dataset].ndim).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 8)
+        data = bytearray(fh.read(16))
+        fh.seek(offset + 8)
+        fh.write(bytes(b ^ 0x5A for b in data))  # not 0xFF: fletcher32 cannot tell 0x0000 from 0xFFFF
+
+
+def test_tensor_file_checksums_catch_damage(trained):
+    root, val, ckpts = trained
+    pairs = root / "pairs_damage.csv"
+    write_pairs(pairs, TEST_UTTS[:3], TEST_IMAGES[:3])
+    out = root / "tensors_damage.h5"
+    assert run_dump(root, val, ckpts["cnnatt"], "cnnatt", pairs, out) == 0
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["integrity"] == "fletcher32"
+        assert all(h5[name].fletcher32 for name in ("avt", "image_id", "pad_frames", "n_frames"))
+    reader = TensorReader(inspect_tensors(out))
+    assert reader.read(np.array([0, 1, 2])).shape[0] == 3
+    reader.close()
+    corrupt_first_chunk(out, "avt")
+    reader = TensorReader(inspect_tensors(out))
+    with pytest.raises(InputError, match="rows 0-0"):
+        reader.read(np.array([0]))
+    reader.close()
+
+
+def test_damaged_audio_shard_is_named(trained):
+    root, val, ckpts = trained
+    damaged = root / "damaged" / "shard_00000.h5"
+    damaged.parent.mkdir(exist_ok=True)
+    shutil.copy(val[0][0], damaged)
+    corrupt_first_chunk(damaged, "logmel")
+    pairs = root / "pairs_shard.csv"
+    write_pairs(pairs, ["val_5000_0"], [5000])
+    with pytest.raises(InputError, match="audio shard cannot be read") as err:
+        run_dump(root, val, ckpts["cnnatt"], "cnnatt", pairs, root / "y.h5", audio=[damaged, *val[0][1:]])
+    assert str(damaged) in str(err.value)
+    assert not (root / "y.h5").exists()
