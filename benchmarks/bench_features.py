@@ -37,7 +37,8 @@ from vgsalign.features.visual import pick_device  # noqa: E402
 from vgsalign.features.audio import extract as extract_audio  # noqa: E402
 from vgsalign.features.logmel import GridSettings, LogMelSettings, load_audio, logmel_torch  # noqa: E402
 
-AUDIO = LogMelSettings(sample_rate=16000, n_mels=40, win_s=0.025, hop_s=0.01, power=2.0, floor=1e-10, n_fft=512)
+AUDIO = LogMelSettings(sample_rate=16000, n_mels=40, win_s=0.025, hop_s=0.01, power=2.0, floor=1e-10, floor_mode="clip",
+                       n_fft=512, dtype="float32")
 
 
 def peak_mb() -> float:

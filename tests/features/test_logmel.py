@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile
@@ -11,20 +13,47 @@ from vgsalign.errors import InputError
 from vgsalign.features.logmel import (PAD_VALUE, GridSettings, LogMelSettings, load_audio, logmel_librosa, logmel_torch,
                              n_frames_of, place_on_grid)
 
-AUDIO = LogMelSettings(sample_rate=16000, n_mels=40, win_s=0.025, hop_s=0.01, power=2.0, floor=1e-10, n_fft=512)
+AUDIO = LogMelSettings(sample_rate=16000, n_mels=40, win_s=0.025, hop_s=0.01, power=2.0, floor=1e-10,
+                       floor_mode="clip", n_fft=512, dtype="float32")
 
 
-def direct_logmel(signal: np.ndarray) -> np.ndarray:
+def direct_logmel(signal: np.ndarray, n_fft: int = 512, floor_mode: str = "clip") -> np.ndarray:
     """The definition written out with librosa's building blocks, independently of vgsalign."""
     import librosa
 
-    window = librosa.util.pad_center(librosa.filters.get_window("hann", 400, fftbins=True), size=512)
-    padded = np.pad(signal.astype(np.float64), 256)  # centred frames, zero padding
+    window = librosa.util.pad_center(librosa.filters.get_window("hann", 400, fftbins=True), size=n_fft)
+    padded = np.pad(signal.astype(np.float64), n_fft // 2)  # centred frames, zero padding
     n = 1 + len(signal) // 160
-    frames = np.stack([padded[t * 160: t * 160 + 512] * window for t in range(n)])
+    frames = np.stack([padded[t * 160: t * 160 + n_fft] * window for t in range(n)])
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    mel = librosa.filters.mel(sr=16000, n_fft=512, n_mels=40)
-    return 10 * np.log10(np.maximum(power @ mel.T, 1e-10))
+    energies = power @ librosa.filters.mel(sr=16000, n_fft=n_fft, n_mels=40).T
+    if floor_mode == "min_nonzero":  # the original: zeros become the smallest non-zero energy
+        return 10 * np.log10(np.where(energies == 0, energies[energies > 0].min(), energies))
+    return 10 * np.log10(np.maximum(energies, 1e-10))
+
+
+def test_original_n_fft_400_and_min_nonzero_floor():
+    """The original-protocol switches: no zero padding of the window, zeros floored at the caption's minimum."""
+    signal = np.concatenate([np.zeros(3200, np.float32), sine(0.5, 700.0), np.zeros(3200, np.float32)])
+    settings = dataclasses.replace(AUDIO, n_fft=400, floor_mode="min_nonzero")
+    got = logmel_librosa(signal, settings)
+    np.testing.assert_allclose(got, direct_logmel(signal, n_fft=400, floor_mode="min_nonzero"), atol=1e-3)
+    clipped = logmel_librosa(signal, AUDIO)
+    # digital silence: the clip floor, or the caption's smallest non-zero energy (its rounding residue)
+    assert clipped.min() == pytest.approx(-100.0) and got.min() != pytest.approx(-100.0)
+    assert np.all(got[:5] == got.min()) and np.all(clipped[:5] == clipped.min())
+    assert np.abs(got - clipped)[20:60].max() > 0.1  # the 400-point FFT differs where there is sound
+    assert logmel_librosa(np.zeros(1600, np.float32), settings).max() == pytest.approx(-100.0)  # no energy at all
+
+
+def test_torch_follows_the_floor_mode_per_caption():
+    loud, quiet = sine(0.3, 500.0), np.concatenate([np.zeros(1600, np.float32), sine(0.2, 500.0, amplitude=0.001)])
+    settings = dataclasses.replace(AUDIO, floor_mode="min_nonzero")
+    batch = logmel_torch([loud, quiet], settings)
+    alone = logmel_torch([quiet], settings)[0]
+    np.testing.assert_allclose(batch[1], alone, atol=1e-4)  # the floor is the caption's own, not the batch's
+    assert np.all(alone[:5] == alone.min()) and alone.min() != pytest.approx(-100.0)
+    assert logmel_torch([quiet], AUDIO)[0].min() == pytest.approx(-100.0)
 
 
 def test_logmel_equals_direct_computation_on_a_known_signal():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import os
+import signal
+import time
 
 import h5py
 import numpy as np
@@ -10,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers.features import make_corpus
-from vgsalign.features import backbones
-from vgsalign.features import visual as features_visual
-from vgsalign.features import shards
+from tests.helpers.features import build_plan, extract_visual, make_corpus
+from vgsalign.cli import run_main
 from vgsalign.errors import InputError
+from vgsalign.features import backbones, shards
+from vgsalign.features import visual as features_visual
 
-SHARDING = {"shard_size": 4, "shuffle": False, "shuffle_seed": 0, "on_error": "stop"}
+RANDOM_VGG = {"backbone": "vgg16", "allow_random_weights": True}
 
 
 @pytest.fixture(scope="module")
@@ -118,22 +120,10 @@ def test_image_modes_become_rgb(tmp_path, mode):
         assert np.array_equal(pixels[..., 0], pixels[..., 1])
 
 
-def run_visual(tmp_path, corpus, out, shard=0, sharding=SHARDING, backbone="efficientnet_lite0", allow_random=False):
-    images_csv = tmp_path / "images.csv"
-    n = shards.n_shards(len(corpus["image_ids"]), sharding["shard_size"])
-    shards.main(["images", "--instances", str(corpus["coco_root"] / "annotations/instances_val2014.json"),
-                 "--settings", json.dumps(sharding), "--expected-shards", str(n), "--out", str(images_csv)])
-    settings = {"backbone": backbone, "weights": None, "allow_random_weights": allow_random, "dtype": "float32"}
-    return features_visual.main([
-        "--images", str(images_csv), "--image-dir", str(corpus["coco_root"] / "images/val2014"), "--split", "val2014",
-        "--shard", str(shard), "--n-shards", str(n), "--settings", json.dumps(settings),
-        "--sharding", json.dumps(sharding), "--batch-size", "3", "--num-workers", "0", "--out", str(out)])
-
-
 def test_visual_shard_matches_per_item_extraction(tmp_path, lite0):
     corpus = make_corpus(tmp_path, n_images=6)
     out = tmp_path / "visual" / "shard_00000.h5"
-    assert run_visual(tmp_path, corpus, out) == 0
+    assert extract_visual(build_plan(tmp_path, corpus), corpus, out) == 0
     with h5py.File(out, "r") as h5:
         ids = h5["image_id"][...].tolist()
         assert ids == sorted(corpus["image_ids"])[:4]
@@ -147,20 +137,70 @@ def test_visual_shard_matches_per_item_extraction(tmp_path, lite0):
             assert (h5["width"][row], h5["height"][row]) == (width, height) == Image.open(path).size
         assert h5.attrs["backbone"] == "efficientnet_lite0" and not h5.attrs["random_weights"]
         assert h5.attrs["weights_sha256"] == lite0.weights_sha256 and h5.attrs["grid"] == 14
+        assert h5.attrs["channel_order"] == "rgb"
+
+
+def test_only_images_with_a_caption_get_features(tmp_path):
+    corpus = make_corpus(tmp_path, n_images=6)
+    json_dir = corpus["speech_root"] / "val2014/json"
+    uncaptioned = sorted(corpus["image_ids"])[1]
+    for path in json_dir.glob(f"{uncaptioned}_*.json"):
+        path.unlink()
+    out = tmp_path / "shard_00000.h5"
+    assert extract_visual(build_plan(tmp_path, corpus), corpus, out, visual=RANDOM_VGG) == 0
+    with h5py.File(out, "r") as h5:
+        assert h5["image_id"][...].tolist() == [i for i in sorted(corpus["image_ids"])[:4] if i != uncaptioned]
+
+
+def test_channel_order_bgr_feeds_the_channels_reversed(tmp_path, lite0):
+    corpus = make_corpus(tmp_path, n_images=4)
+    paths = build_plan(tmp_path, corpus)
+    rgb, bgr = tmp_path / "rgb.h5", tmp_path / "bgr.h5"
+    assert extract_visual(paths, corpus, rgb) == 0
+    assert extract_visual(paths, corpus, bgr, visual={"channel_order": "bgr"}) == 0
+    image_id = sorted(corpus["image_ids"])[2]
+    pixels, _, _ = features_visual.load_image(corpus["coco_root"] / f"images/val2014/COCO_val2014_{image_id:012d}.jpg", 224)
+    with torch.no_grad():
+        reversed_input = lite0.extractor(backbones.normalise(torch.from_numpy(pixels[..., ::-1].copy())[None], lite0.spec))
+    with h5py.File(rgb, "r") as a, h5py.File(bgr, "r") as b:
+        assert b.attrs["channel_order"] == "bgr"
+        np.testing.assert_allclose(b["features"][2], reversed_input[0].permute(1, 2, 0).numpy(), atol=1e-4)
+        assert np.abs(a["features"][2] - b["features"][2]).max() > 0.1
+
+
+def test_a_dead_decoding_worker_fails_the_step_fast_naming_the_shard(tmp_path, monkeypatch, capsys):
+    corpus = make_corpus(tmp_path, n_images=4)
+    paths = build_plan(tmp_path, corpus)
+    victim = f"COCO_val2014_{sorted(corpus['image_ids'])[2]:012d}.jpg"
+    load = features_visual.load_image
+
+    def dies_on_the_victim(path, size):
+        if str(path).endswith(victim):
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        return load(path, size)
+
+    monkeypatch.setattr(features_visual, "load_image", dies_on_the_victim)  # inherited by the forked workers
+    out = tmp_path / "visual" / "shard_00000.h5"
+    started = time.monotonic()
+    code = run_main("features-visual", lambda argv: extract_visual(paths, corpus, out, visual=RANDOM_VGG, threads=2))
+    assert code == 2 and time.monotonic() - started < 30
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "image decoding worker died" in line and f"{out} (shard 0)" in line and not out.exists()
 
 
 def test_bad_images_stop_or_are_listed_and_random_weights_are_marked(tmp_path):
+    """Images that open but do not decode are found only here (the plan reads headers)."""
     corpus = make_corpus(tmp_path, n_images=4)
     image_dir = corpus["coco_root"] / "images/val2014"
     first, second = sorted(image_dir.glob("*.jpg"))[:2]
-    first.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    second.unlink()
+    first.write_bytes(first.read_bytes()[:-800])  # a whole header, the data cut off: passes the plan
+    paths = build_plan(tmp_path, corpus)
+    second.unlink()  # deleted after the plan
     out = tmp_path / "shard_00000.h5"
     with pytest.raises(InputError, match="cannot read image") as err:
-        run_visual(tmp_path, corpus, out, backbone="vgg16", allow_random=True)
+        extract_visual(paths, corpus, out, visual=RANDOM_VGG)
     assert first.name in str(err.value) and not out.exists()
-    assert run_visual(tmp_path, corpus, out, sharding={**SHARDING, "on_error": "skip"},
-                      backbone="vgg16", allow_random=True) == 0
+    assert extract_visual(paths, corpus, out, visual=RANDOM_VGG, on_error="skip") == 0
     rejects = shards.read_rejects(out)
     assert sorted(rejects["path"]) == sorted([str(first), str(second)])
     with h5py.File(out, "r") as h5:

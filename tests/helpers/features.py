@@ -63,3 +63,54 @@ def override_config(path: Path, corpus: dict, split: str = "val2014", shard_size
     }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+# ---------------------------------------------------------------- running the feature steps
+
+AUDIO = {"sample_rate": 16000, "n_mels": 40, "win_s": 0.025, "hop_s": 0.01, "power": 2.0, "floor": 1e-10, "n_fft": 512}
+FRAMES = {"hop_s": 0.01, "max": 128, "padding": "start"}
+
+
+def features_slice(**changes) -> dict:
+    """A `features` config slice for the tiny corpus (schema defaults for the rest)."""
+    return {"shard_size": 4, "shuffle": False, "shuffle_seed": 0, "on_error": "stop", **changes}
+
+
+def build_plan(folder: Path, corpus: dict, split: str = "val2014", **changes) -> dict:
+    """Run features-images and features-captions; the paths of their outputs and the shard count."""
+    from vgsalign.features import plan
+
+    features = json.dumps(features_slice(**changes))
+    paths = {name: folder / f"{name}.csv" for name in ("images", "images_rejected", "captions", "captions_rejected")}
+    n = plan.n_shards(len(corpus["image_ids"]), features_slice(**changes)["shard_size"])
+    assert plan.main(["images", "--instances", str(corpus["coco_root"] / f"annotations/instances_{split}.json"),
+                      "--image-dir", str(corpus["coco_root"] / "images" / split), "--features", features,
+                      "--expected-shards", str(n), "--out", str(paths["images"]),
+                      "--rejects", str(paths["images_rejected"])]) == 0
+    assert plan.main(["captions", "--images", str(paths["images"]), "--rejected-images", str(paths["images_rejected"]),
+                      "--source", "speechcoco", "--speech-root", str(corpus["speech_root"]), "--split", split,
+                      "--features", features, "--out", str(paths["captions"]),
+                      "--rejects", str(paths["captions_rejected"])]) == 0
+    return {**paths, "n_shards": n}
+
+
+def extract_audio(plan_paths: dict, shard: int, out: Path, audio: dict | None = None, **changes) -> int:
+    from vgsalign.features import audio as features_audio
+
+    return features_audio.main([
+        "--captions", str(plan_paths["captions"]), "--split", "val2014", "--shard", str(shard),
+        "--n-shards", str(plan_paths["n_shards"]), "--audio", json.dumps(audio or AUDIO), "--frames", json.dumps(FRAMES),
+        "--features", json.dumps(features_slice(**changes)), "--out", str(out)])
+
+
+def extract_visual(plan_paths: dict, corpus: dict, out: Path, shard: int = 0, visual: dict | None = None,
+                   threads: int = 1, **changes) -> int:
+    from vgsalign.features import visual as features_visual
+
+    visual = {"backbone": "efficientnet_lite0", "weights": None, "allow_random_weights": False, **(visual or {})}
+    return features_visual.main([
+        "--images", str(plan_paths["images"]), "--captions", str(plan_paths["captions"]),
+        "--image-dir", str(corpus["coco_root"] / "images/val2014"), "--split", "val2014", "--shard", str(shard),
+        "--n-shards", str(plan_paths["n_shards"]), "--visual", json.dumps(visual),
+        "--features", json.dumps(features_slice(**changes)), "--batch-size", "3", "--threads", str(threads),
+        "--out", str(out)])

@@ -5,7 +5,7 @@
 # Audio shards take the audio + frames slices, visual shards the visual slice: changing
 # audio.n_mels reruns the audio shards (and what reads them), never the visual ones.
 
-from vgsalign.features.shards import plan_shard_counts
+from vgsalign.features.plan import plan_shard_counts
 
 FEATURES = f"{RESULTS}/features"
 
@@ -32,10 +32,12 @@ rule features_images:
         ready=lambda w: corpus_ready(w.split),
         instances=lambda w: [] if IS_DEMO else instances_json(w.split),
     output:
-        f"{FEATURES}/index/{{split}}/images.csv",
+        images=f"{FEATURES}/index/{{split}}/images.csv",
+        rejects=f"{FEATURES}/index/{{split}}/images_rejected.csv",
     params:
         instances=lambda w: instances_json(w.split),
-        sharding=as_json(config["features"]),
+        image_dir=lambda w: image_dir(w.split),
+        features=as_json(config["features"]),
         n_shards=lambda w: SHARD_COUNTS[w.split],
         code=code_version("features", "corpus"),
     wildcard_constraints:
@@ -50,20 +52,22 @@ rule features_images:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign features-images --instances {params.instances} --settings {params.sharding}"
-        " --expected-shards {params.n_shards} --out {output} 2>&1 | tee {log}"
+        "vgsalign features-images --instances {params.instances} --image-dir {params.image_dir}"
+        " --features {params.features} --expected-shards {params.n_shards}"
+        " --out {output.images} --rejects {output.rejects} 2>&1 | tee {log}"
 
 
 rule features_captions:
     input:
-        images=rules.features_images.output[0],
+        images=rules.features_images.output.images,
+        rejected_images=rules.features_images.output.rejects,
     output:
         captions=f"{FEATURES}/index/{{split}}/captions.csv",
         rejects=f"{FEATURES}/index/{{split}}/captions_rejected.csv",
     params:
         source=config["dataset"]["source"],
         speech_root=speech_root(),
-        sharding=as_json(config["features"]),
+        features=as_json(config["features"]),
         code=code_version("features", "corpus"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
@@ -77,8 +81,9 @@ rule features_captions:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign features-captions --images {input.images} --source {params.source}"
-        " --speech-root {params.speech_root} --split {wildcards.split} --settings {params.sharding}"
+        "vgsalign features-captions --images {input.images} --rejected-images {input.rejected_images}"
+        " --source {params.source} --speech-root {params.speech_root} --split {wildcards.split}"
+        " --features {params.features}"
         " --out {output.captions} --rejects {output.rejects} 2>&1 | tee {log}"
 
 
@@ -90,7 +95,7 @@ rule features_audio:
     params:
         audio=as_json(config["audio"]),
         frames=as_json(config["frames"]),
-        sharding=as_json(config["features"]),
+        features=as_json(config["features"]),
         n_shards=lambda w: SHARD_COUNTS[w.split],
         code=code_version("features", "corpus", "runtime"),
     wildcard_constraints:
@@ -108,18 +113,20 @@ rule features_audio:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign features-audio --captions {input.captions} --split {wildcards.split} --shard {wildcards.shard}"
-        " --n-shards {params.n_shards} --settings {params.audio} --frames {params.frames}"
-        " --sharding {params.sharding} --threads {threads} --out {output} 2>&1 | tee {log}"
+        " --n-shards {params.n_shards} --audio {params.audio} --frames {params.frames}"
+        " --features {params.features} --threads {threads} --out {output} 2>&1 | tee {log}"
 
 
 rule features_visual:
     input:
-        images=rules.features_images.output[0],
+        images=rules.features_images.output.images,
+        # visual shards hold only the images that have a caption in the plan
+        captions=rules.features_captions.output.captions,
     output:
         f"{FEATURES}/visual/{{split}}/shard_{{shard}}.h5",
     params:
         visual=as_json(VISUAL_SETTINGS),
-        sharding=as_json(config["features"]),
+        features=as_json(config["features"]),
         image_dir=lambda w: image_dir(w.split),
         n_shards=lambda w: SHARD_COUNTS[w.split],
         code=code_version("features", "corpus", "runtime"),
@@ -140,10 +147,10 @@ rule features_visual:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign features-visual --images {input.images} --image-dir {params.image_dir}"
-        " --split {wildcards.split} --shard {wildcards.shard} --n-shards {params.n_shards}"
-        " --settings {params.visual} --sharding {params.sharding} --batch-size {resources.batch_size}"
-        " --num-workers $(( {threads} - 1 )) --threads {threads} --out {output} 2>&1 | tee {log}"
+        "vgsalign features-visual --images {input.images} --captions {input.captions}"
+        " --image-dir {params.image_dir} --split {wildcards.split} --shard {wildcards.shard}"
+        " --n-shards {params.n_shards} --visual {params.visual} --features {params.features}"
+        " --batch-size {resources.batch_size} --threads {threads} --out {output} 2>&1 | tee {log}"
 
 
 rule features:

@@ -1,10 +1,14 @@
 """`vgsalign features-audio`: log-mel energies of one shard's captions into an HDF5 shard.
 
-Reads the split's `captions.csv` index (vgsalign.features.shards), loads the captions of shard k
+Reads the split's `captions.csv` plan (vgsalign.features.plan), loads the captions of shard k
 in parallel threads (librosa: resampled to audio.sample_rate, folded to mono), computes
 their log-mel energies (vgsalign.features.logmel), cuts/pads them onto the frames.max grid
 and writes `utt_id`, `image_id`, `logmel`, `n_frames`, `pad_frames` with every setting
-as attributes. A missing, unreadable or empty wav stops the job naming the file, or with
+as attributes; log-mels are stored as `audio.dtype` (float32 or float16), every chunk
+compressed as `features.compression` and checksummed (vgsalign.features.shard_writer).
+Memory holds the shard being written (one array of its captions) and one chunk of
+signals. Captions are processed in threads of this one process (the FFT and file reading
+release the GIL), so there is no worker process that could die on its own. A missing, unreadable or empty wav stops the job naming the file, or with
 `features.on_error: skip` is listed in the shard's rejects and counted. A silent wav is
 kept (its energies are all at the floor), counted in `n_silent` and named in the log.
 """
@@ -19,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..errors import InputError
-from .logmel import PAD_VALUE, GridSettings, LogMelSettings, load_audio, logmel_librosa, logmel_torch, place_on_grid
+from ..runtime import progress_bar
 from ..settings import settings_from_json
-from .shards import ShardingSettings, handle_problems, write_shard
+from .logmel import PAD_VALUE, GridSettings, LogMelSettings, load_audio, logmel_librosa, logmel_torch, place_on_grid
+from .plan import ShardingSettings, handle_problems
+from .shard_writer import remove_leftovers, write_shard
 
 CHUNK = 64  # captions handed to the thread pool at a time
 # torch.stft one caption at a time: ~10x librosa's speed per CPU-second here and equal within
@@ -40,7 +45,7 @@ def audio_attrs(audio: LogMelSettings, grid: GridSettings, sharding: ShardingSet
         "max_frames": grid.max, "padding": grid.padding, "pad_value": PAD_VALUE,
         "shard_size": sharding.shard_size, "shuffle": sharding.shuffle, "shuffle_seed": sharding.shuffle_seed,
         "on_error": sharding.on_error,
-        "logmel_definition": "10*log10(max(melspectrogram(hann win_length, n_fft, centred, zero pad), floor))",
+        "logmel_definition": "10*log10(floored(melspectrogram(hann win_length, n_fft, centred, zero pad)))",
     }
 
 
@@ -66,14 +71,14 @@ def extract(captions: pd.DataFrame, audio: LogMelSettings, grid: GridSettings, o
     the FFT release the GIL), in chunks, in order.
     """
     n = len(captions)
-    logmel = np.zeros((n, grid.max, audio.n_mels), dtype=np.float32)
+    logmel = np.zeros((n, grid.max, audio.n_mels), dtype=np.dtype(audio.dtype))
     n_frames = np.zeros(n, dtype=np.int32)
     pad_frames = np.zeros(n, dtype=np.int32)
     keep = np.zeros(n, dtype=bool)
     rejects, silent = [], []
     rows = list(captions.itertuples(index=False))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
-            tqdm(total=n, desc="captions", unit="cap", mininterval=1, file=sys.stderr) as bar:
+            progress_bar(total=n, desc="captions", unit="cap") as bar:
         for start in range(0, n, CHUNK):
             chunk = rows[start:start + CHUNK]
             for i, (matrix, is_silent, problem) in enumerate(pool.map(lambda r: _caption(r, audio, impl), chunk)):
@@ -101,20 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", required=True)
     parser.add_argument("--shard", type=int, required=True, help="shard number k")
     parser.add_argument("--n-shards", type=int, required=True)
-    parser.add_argument("--settings", required=True, help="the audio config section as JSON")
+    parser.add_argument("--audio", required=True, help="the audio config section as JSON")
     parser.add_argument("--frames", required=True, help="the frames config section as JSON")
-    parser.add_argument("--sharding", required=True, help="the features config section as JSON")
+    parser.add_argument("--features", required=True, help="the features config section as JSON")
     parser.add_argument("--threads", type=int, default=1, help="captions processed in parallel")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    audio = settings_from_json(LogMelSettings, args.settings, "--settings")
+    audio = settings_from_json(LogMelSettings, args.audio, "--audio", section="audio")
     audio.check()
-    grid = settings_from_json(GridSettings, args.frames, "--frames")
-    sharding = settings_from_json(ShardingSettings, args.sharding, "--sharding")
+    grid = settings_from_json(GridSettings, args.frames, "--frames", section="frames")
+    sharding = settings_from_json(ShardingSettings, args.features, "--features", section="features")
     if abs(audio.hop_s - grid.hop_s) > 1e-12:
         raise InputError("audio.hop_s", f"{audio.hop_s} differs from frames.hop_s {grid.hop_s}")
 
+    for leftover in remove_leftovers(args.out):
+        print(f"removed {leftover}, left by an interrupted run", file=sys.stderr)
     import torch
 
     torch.set_num_threads(1)  # parallel over captions (threads), not inside one small FFT
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         **audio_attrs(audio, grid, sharding), "split": args.split, "shard_index": args.shard, "n_shards": args.n_shards,
         "n_items": len(datasets["utt_id"]), "n_silent": len(silent), "logmel_impl": LOGMEL_IMPL,
     }
-    write_shard(Path(args.out), datasets, attrs, rejects)
+    write_shard(Path(args.out), datasets, attrs, rejects, compression=sharding.compression)
     print(f"{args.out}: {len(datasets['utt_id'])} captions, {len(rejects)} rejected, {len(silent)} silent")
     return 0
 

@@ -7,11 +7,14 @@ transform with a Hann window of `win_s` seconds, zero-padded to `n_fft` points, 
 by n_fft/2 on both sides), so frame t is centred at t * hop_s and a signal of n samples
 gives 1 + n // hop frames; |X|^`power`; librosa's mel filterbank (Slaney scale and area
 normalisation, the librosa default) with `n_mels` bands; then
-`10 * log10(max(E, floor))`: energies below `audio.floor` (1e-10 by default, i.e.
--100 dB) are raised to it before the log, so digital silence gives finite values.
-(The original replaced exact zeros by the smallest non-zero energy of the same caption;
-a fixed floor gives the same value for every caption and never depends on the rest
-of the signal.)
+the log with a floor, `audio.floor_mode`:
+- `clip` (the vgsalign default): `10 * log10(max(E, floor))`, energies below
+  `audio.floor` (1e-10, i.e. -100 dB) raised to it, so digital silence gives finite
+  values, the same for every caption;
+- `min_nonzero` (the original): exact zeros replaced by the smallest non-zero energy of
+  the same caption, then `10 * log10(E)` (a caption of pure digital silence gets the
+  floor, having no non-zero energy).
+The original also used `n_fft` 400 (the window unpadded); the default is 512.
 
 Two implementations compute the same numbers: `logmel_librosa` (the reference) and
 `logmel_torch` (torch.stft with librosa's window and filterbank, on one caption or a
@@ -40,6 +43,7 @@ import numpy as np
 from ..errors import InputError
 
 PAD_VALUE = 0.0  # log-mel value of padding frames (the original zero-pads the log-mel matrix)
+FLOOR_MODES = ("clip", "min_nonzero")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +56,9 @@ class LogMelSettings:
     hop_s: float
     power: float
     floor: float
+    floor_mode: str
     n_fft: int
+    dtype: str  # stored precision of the log-mels (float32, or float16 to halve the shards)
 
     @property
     def win_length(self) -> int:
@@ -65,6 +71,10 @@ class LogMelSettings:
     def check(self) -> None:
         if self.n_fft < self.win_length:
             raise InputError("audio.n_fft", f"{self.n_fft} is shorter than the window ({self.win_length} samples)")
+        if self.floor_mode not in FLOOR_MODES:
+            raise InputError("audio.floor_mode", f"{self.floor_mode!r}: expected one of {list(FLOOR_MODES)}")
+        if self.dtype not in ("float32", "float16"):
+            raise InputError("audio.dtype", f"{self.dtype!r}: expected float32 or float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +136,18 @@ def logmel_librosa(signal: np.ndarray, settings: LogMelSettings) -> np.ndarray:
         window="hann", center=True, pad_mode="constant",
     )
     energies = _mel_basis(settings) @ (np.abs(spectrum) ** settings.power)
-    return (10.0 * np.log10(np.maximum(energies, settings.floor))).T.astype(np.float32)
+    return (10.0 * np.log10(floored(energies, settings))).T.astype(np.float32)
+
+
+def floored(energies, settings: LogMelSettings):
+    """Mel energies of ONE caption (numpy array or torch tensor) made positive for the log."""
+    if settings.floor_mode == "clip":
+        return energies.clip(min=settings.floor)
+    # min_nonzero: energies are >= 0, so clipping at the smallest positive one replaces
+    # exactly the zeros by it; a caption with no positive energy gets the floor
+    positive = energies[energies > 0]
+    smallest = float(positive.min()) if len(positive.reshape(-1)) else settings.floor
+    return energies.clip(min=smallest)
 
 
 @lru_cache(maxsize=8)
@@ -169,8 +190,11 @@ def logmel_torch(signals: list[np.ndarray], settings: LogMelSettings, device: st
     magnitude = spectrum.abs()
     power = magnitude**2 if settings.power == 2.0 else magnitude ** settings.power
     energies = torch.matmul(mel.to(device, precision), power)  # (B, n_mels, frames)
-    logmel = (10.0 * torch.log10(energies.clamp_min(settings.floor))).transpose(1, 2).float().cpu().numpy()
-    return [logmel[i, : n_frames_of(len(s), settings)] for i, s in enumerate(signals)]
+    out = []
+    for i, signal in enumerate(signals):  # the floor of `min_nonzero` is per caption, padding excluded
+        caption = energies[i, :, : n_frames_of(len(signal), settings)]
+        out.append((10.0 * torch.log10(floored(caption, settings))).transpose(0, 1).float().cpu().numpy())
+    return out
 
 
 def place_on_grid(logmel: np.ndarray, grid: GridSettings) -> tuple[np.ndarray, int, int]:

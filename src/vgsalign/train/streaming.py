@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..features.shards import check_compatible
+from ..features.shards import check_compatible, open_shard
 
 AUDIO_DATASETS = ("utt_id", "image_id", "logmel", "n_frames", "pad_frames")
 VISUAL_DATASETS = ("image_id", "features")
@@ -94,7 +94,7 @@ class ShardedSplit:
 
 def read_rows(path: str, name: str, rows: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
     """Rows of one dataset of a shard (all with rows=None), refusing NaN or inf by row."""
-    with h5py.File(path, "r") as h5:
+    with open_shard(path) as h5:  # checksums verified: damage is one line naming the file
         values = h5[name][...]
     if rows is not None:
         values = values[rows]
@@ -194,7 +194,7 @@ def _read_ids(files: list[str], what: str, required: Sequence[str], array: str, 
     out: dict = {n: [] for n in names} | {"shard": [], "row": []}
     shape = None
     for index, path in enumerate(files):
-        with h5py.File(path, "r") as h5:
+        with open_shard(path) as h5:  # checksums verified: damage is one line naming the file
             require_datasets(h5, path, required, what)
             item_shape = tuple(h5[array].shape[1:])
             if shape is not None and item_shape != shape:

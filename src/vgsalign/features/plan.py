@@ -1,0 +1,294 @@
+"""The shard plan of a split: which images and captions go in which feature shard.
+
+The images of a split are the `images` of its MSCOCO instances JSON, sorted by id (or
+permuted with `numpy.random.default_rng(features.shuffle_seed)` when `features.shuffle`),
+and cut into consecutive shards of `features.shard_size`; a caption goes to its image's
+shard. The shard count therefore depends only on the number of images, which the
+workflow knows before any job runs (`plan_shard_counts`): the demo corpus has
+`demo.n_images[split]` images, and a real instances JSON is counted once and the count
+cached beside the results (`cached_image_count`). No checkpoint rule is needed; the
+images step checks that the corpus still has the planned number of images.
+
+Steps (`vgsalign features-images`, `vgsalign features-captions`):
+- images.csv (shard, position, image_id, file_name, width, height) lists every image of
+  the plan; each image file is opened (header only) so that a missing or unreadable one
+  is found here, before any caption is planned: it stops the step, or with
+  `features.on_error: skip` goes to images_rejected.csv (id, path, problem);
+- captions.csv (shard, utt_id, image_id, wav) lists the captions whose image is usable,
+  in image order; captions of an unknown or rejected image go to captions_rejected.csv,
+  so training never meets a caption without image features. Visual shards hold only the
+  images that have a caption in captions.csv.
+With `on_error: skip`, more than `features.max_rejected_share` of the items rejected
+stops the step (something is wrong with the corpus, not with a few files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..atomic import write_csv, write_json
+from ..errors import InputError
+from ..settings import settings_from_json
+from .shard_writer import REJECT_COLUMNS
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingSettings:
+    """The `features` config section."""
+
+    shard_size: int
+    shuffle: bool
+    shuffle_seed: int
+    on_error: str
+    max_rejected_share: float
+    compression: str
+
+
+def n_shards(n_images: int, shard_size: int) -> int:
+    return max(1, math.ceil(n_images / shard_size))
+
+
+# ------------------------------------------------------------------ images
+
+
+def read_coco_images(instances_json: str | os.PathLike) -> pd.DataFrame:
+    """image_id, file_name, width, height of every image listed in an instances JSON."""
+    path = Path(instances_json)
+    if not path.is_file():
+        raise InputError(path, "instances JSON not found")
+    try:
+        images = json.loads(path.read_bytes())["images"]
+        rows = [(int(im["id"]), str(im["file_name"]), int(im.get("width", 0)), int(im.get("height", 0))) for im in images]
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(path, f"`images` entries need id and file_name ({type(err).__name__}: {err})") from None
+    table = pd.DataFrame(rows, columns=["image_id", "file_name", "width", "height"])
+    if table["image_id"].duplicated().any():
+        raise InputError(path, f"duplicate image ids, e.g. {table.loc[table['image_id'].duplicated(), 'image_id'].iloc[0]}")
+    return table
+
+
+def cached_image_count(instances_json: str | os.PathLike, cache_file: str | os.PathLike) -> int:
+    """Images in an instances JSON, cached by the file's size and mtime (read at DAG time)."""
+    path = Path(instances_json)
+    stat = path.stat()
+    key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    cache = Path(cache_file)
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return int(cached["n_images"])
+    except (OSError, ValueError):
+        pass
+    count = len(read_coco_images(path))
+    write_json({"key": key, "n_images": count}, cache)
+    return count
+
+
+def plan_shard_counts(config: dict, splits: Sequence[str], instances_json, cache_dir: str) -> dict[str, int]:
+    """Shards per split, known before any job runs (called by the workflow when it builds the DAG).
+
+    The demo corpus has `demo.n_images[split]` images; a real split has as many as its
+    instances JSON lists (`instances_json(split)` gives the path), counted once and cached.
+    """
+    counts = {}
+    for split in splits:
+        if config["dataset"]["source"] == "demo":
+            n_images = config["demo"]["n_images"][split]
+        else:
+            path = instances_json(split)
+            if not Path(path).is_file():
+                raise InputError(path, "instances JSON not found (needed to plan the feature shards)")
+            n_images = cached_image_count(path, Path(cache_dir) / split / ".image_count.json")
+        counts[split] = n_shards(n_images, config["features"]["shard_size"])
+    return counts
+
+
+def order_index(images: pd.DataFrame, settings: ShardingSettings) -> pd.DataFrame:
+    """images.csv: shard, position, image_id, file_name, width, height in shard order."""
+    order = np.sort(images["image_id"].to_numpy(dtype=np.int64))
+    if settings.shuffle:
+        order = order[np.random.default_rng(settings.shuffle_seed).permutation(len(order))]
+    images = images.set_index("image_id").loc[order].reset_index()
+    images.insert(0, "position", np.arange(len(images)))
+    images.insert(0, "shard", images["position"] // settings.shard_size)
+    return images
+
+
+def probe_images(images: pd.DataFrame, image_dir: str | os.PathLike) -> list[dict]:
+    """Images whose file is missing or does not open as an image (header only: cheap)."""
+    problems = []
+    for row in images.itertuples(index=False):
+        path = Path(image_dir) / row.file_name
+        if not path.is_file():
+            problems.append({"id": row.image_id, "path": str(path), "problem": "image file not found"})
+            continue
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 (reading the header is the check)
+        except Exception as err:  # PIL raises many types for a corrupt file
+            problems.append({"id": row.image_id, "path": str(path), "problem": f"cannot read image ({type(err).__name__}: {err})"})
+    return problems
+
+
+# ------------------------------------------------------------------ captions
+
+
+def read_speech_captions(source: str, speech_root: str | os.PathLike, split: str) -> tuple[pd.DataFrame, list[dict]]:
+    """(utt_id, image_id, wav) of every caption of a split, and the caption files that could not be read.
+
+    Only what features need is read (`imgID`, `wavFilename`); word times are checked by the
+    test-set stages, not here, so a caption unusable for the test set still gets features.
+    """
+    root = Path(speech_root)
+    rows, problems = [], []
+    if source in ("demo", "speechcoco"):
+        json_dir, wav_dir = root / split / "json", root / split / "wav"
+        if not json_dir.is_dir():
+            raise InputError(json_dir, "caption JSON folder not found")
+        for path in sorted(json_dir.glob("*.json")):
+            try:
+                meta = json.loads(path.read_text())
+                rows.append((path.stem, int(meta["imgID"]), str(wav_dir / str(meta["wavFilename"]))))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                problems.append({"id": path.stem, "path": str(path), "problem": f"unreadable caption JSON ({type(err).__name__}: {err})"})
+    elif source == "spokencoco":
+        rows = _spokencoco_captions(root, split)
+    else:
+        raise InputError("dataset.source", f"{source!r}: expected demo, speechcoco or spokencoco")
+    table = pd.DataFrame(rows, columns=["utt_id", "image_id", "wav"])
+    if table["utt_id"].duplicated().any():
+        raise InputError(root, f"duplicate caption id {table.loc[table['utt_id'].duplicated(), 'utt_id'].iloc[0]!r}")
+    return table, problems
+
+
+def _spokencoco_captions(root: Path, split: str) -> list[tuple[str, int, str]]:
+    from ..testdata.dataset import spokencoco_index
+
+    index = spokencoco_index(root, split)
+    rows = []
+    try:
+        for entry in json.loads(Path(index).read_text())["data"]:
+            image_id = int(re.search(r"(\d+)\.\w+$", entry["image"]).group(1))
+            for caption in entry["captions"]:
+                utt_id = str(caption.get("uttid") or Path(caption["wav"]).stem)  # as vgsalign.testdata.dataset
+                rows.append((utt_id, image_id, str(root / caption["wav"])))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+        raise InputError(index, f"unexpected SpokenCOCO index ({type(err).__name__}: {err})") from None
+    return rows
+
+
+def caption_index(images: pd.DataFrame, captions: pd.DataFrame,
+                  rejected_images: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """captions.csv: each caption in its image's shard, ordered by image position then utt_id.
+
+    Captions of images the instances file does not list, or whose image was rejected,
+    are returned as problems.
+    """
+    position = pd.Series(images["position"].to_numpy(), index=images["image_id"].to_numpy())
+    shard = pd.Series(images["shard"].to_numpy(), index=images["image_id"].to_numpy())
+    image_problem = dict(zip(rejected_images["id"].astype(np.int64), rejected_images["problem"]))
+    known = captions["image_id"].isin(position.index)
+    usable = known & ~captions["image_id"].isin(list(image_problem))
+    problems = [
+        {"id": r.utt_id, "path": r.wav,
+         "problem": f"its image {r.image_id} was rejected ({image_problem[r.image_id]})" if r.image_id in image_problem
+         else f"image {r.image_id} is not in the instances file"}
+        for r in captions[~usable].itertuples()
+    ]
+    captions = captions[usable].copy()
+    captions["position"] = position.loc[captions["image_id"]].to_numpy()
+    captions = captions.sort_values(["position", "utt_id"], kind="stable")
+    captions.insert(0, "shard", shard.loc[captions["image_id"]].to_numpy())
+    return captions.drop(columns="position").reset_index(drop=True), problems
+
+
+def handle_problems(problems: list[dict], on_error: str) -> list[dict]:
+    """Stop at the first problem (on_error stop) or return them all to be listed."""
+    if problems and on_error == "stop":
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(first["path"], f"{first['problem']}{more}; set features.on_error: skip to list and skip such items")
+    return problems
+
+
+def check_rejected_share(n_rejected: int, n_items: int, settings: ShardingSettings, what: str, where: str) -> None:
+    """Stop when more than features.max_rejected_share of the items were rejected."""
+    share = n_rejected / n_items if n_items else 0.0
+    if share > settings.max_rejected_share:
+        raise InputError(where, f"{n_rejected} of {n_items} {what} rejected ({share:.1%}), more than "
+                                f"features.max_rejected_share ({settings.max_rejected_share:.1%}); see the rejects table")
+
+
+# ------------------------------------------------------------------ steps
+
+
+def images_step(args: argparse.Namespace, settings: ShardingSettings) -> None:
+    images = read_coco_images(args.instances)
+    planned = n_shards(len(images), settings.shard_size)
+    if planned != args.expected_shards:
+        raise InputError(args.instances, f"{len(images)} images make {planned} shards, but the workflow planned "
+                                         f"{args.expected_shards}; the corpus changed since the plan: run snakemake again")
+    index = order_index(images, settings)
+    problems = handle_problems(probe_images(index, args.image_dir), settings.on_error)
+    check_rejected_share(len(problems), len(index), settings, "images", args.instances)
+    write_csv(pd.DataFrame(problems, columns=REJECT_COLUMNS), args.rejects)
+    write_csv(index, args.out)
+    print(f"{args.instances}: {len(images)} images in {planned} shard(s), {len(problems)} rejected")
+
+
+def captions_step(args: argparse.Namespace, settings: ShardingSettings) -> None:
+    images = pd.read_csv(args.images, dtype={"file_name": str})
+    rejected_images = pd.read_csv(args.rejected_images, dtype={"path": str, "problem": str})
+    captions, problems = read_speech_captions(args.source, args.speech_root, args.split)
+    n_read = len(captions) + len(problems)
+    captions, unusable = caption_index(images, captions, rejected_images)
+    problems = handle_problems(problems + unusable, settings.on_error)
+    check_rejected_share(len(problems), n_read, settings, "captions", args.speech_root)
+    write_csv(pd.DataFrame(problems, columns=REJECT_COLUMNS), args.rejects)
+    write_csv(captions, args.out)
+    print(f"{args.split}: {len(captions)} captions indexed, {len(problems)} rejected")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vgsalign features-images|features-captions", description="Shard plan of a split.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    images_cmd = sub.add_parser("images", help="order a split's images, assign them to shards, check their files")
+    images_cmd.add_argument("--instances", required=True, help="MSCOCO instances_<split>.json")
+    images_cmd.add_argument("--image-dir", required=True, help="folder holding the split's image files")
+    images_cmd.add_argument("--features", required=True, help="the features config section as JSON")
+    images_cmd.add_argument("--expected-shards", type=int, required=True, help="shard count the workflow planned")
+    images_cmd.add_argument("--out", required=True, help="images.csv")
+    images_cmd.add_argument("--rejects", required=True, help="images_rejected.csv: images left out and why")
+    captions_cmd = sub.add_parser("captions", help="put each caption of a split in its image's shard")
+    captions_cmd.add_argument("--images", required=True, help="images.csv")
+    captions_cmd.add_argument("--rejected-images", required=True, help="images_rejected.csv")
+    captions_cmd.add_argument("--source", required=True, choices=["demo", "speechcoco", "spokencoco"])
+    captions_cmd.add_argument("--speech-root", required=True)
+    captions_cmd.add_argument("--split", required=True)
+    captions_cmd.add_argument("--features", required=True, help="the features config section as JSON")
+    captions_cmd.add_argument("--out", required=True, help="captions.csv")
+    captions_cmd.add_argument("--rejects", required=True, help="captions_rejected.csv: captions left out and why")
+    args = parser.parse_args(argv)
+
+    settings = settings_from_json(ShardingSettings, args.features, "--features", section="features")
+    (images_step if args.command == "images" else captions_step)(args, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import run_main
+
+    raise SystemExit(run_main("features-images", main))
