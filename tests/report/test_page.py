@@ -23,6 +23,7 @@ from tests.helpers.workflow import ROOT, opted_out, output_of, run_env, tiny_dem
 
 from vgsalign.scores.alignment import SCORE_NAMES
 from vgsalign.cli import run_main
+from vgsalign.report.headline import headline
 from vgsalign.report.page import main
 from vgsalign.report.examples import choose_examples, frame_weights
 from vgsalign.report.figures import (
@@ -401,6 +402,8 @@ def test_no_rejects_no_notice(run, tmp_path):
     count = reject_table_count(empty, tmp_path)
     assert count == RejectCount("testdata", "testdata/rejects_dataset.csv", 0, "")
     assert rejects_notices([count]) == []
+    empty.write_text("")                        # a stage that wrote nothing rejected nothing
+    assert reject_table_count(empty, tmp_path).count == 0
     notice, = rejects_notices([count, RejectCount("features", "a.csv", 3, "x"), RejectCount("features", "b", 1)])
     assert notice.level == "warning" and notice.title.startswith("4 item(s)") and "features 4" in notice.title
 
@@ -509,6 +512,16 @@ def test_workflow_rule_builds_the_page_and_snakemakes_report(tmp_path):
     snakemake("--touch", "--forceall", "report")
     proc = snakemake("--forcerun", "report_html", "report")
     assert "report_html" in proc.stderr and "tensors_dump" not in proc.stderr.split("Job stats:")[1]
+    # the run ends on the report's path and the headline: printed by the step and by onsuccess
+    scores = json.loads((work / "results/tiny/scores/summary.json").read_text())
+    expected = headline("results/tiny/report.html", scores)
+    assert expected in proc.stdout.splitlines()
+    endings = [line for line in proc.stderr.splitlines() if line.startswith("report: ")]
+    assert endings == [expected]
+    assert proc.stderr.index(expected) > proc.stderr.rindex("Finished job")
+    # a run that does not write the report ends without it, and without failing
+    proc = snakemake("--touch", "--forcerun", "score_pairs", "scores")
+    assert "score_pairs" in proc.stderr and not [l for l in proc.stderr.splitlines() if l.startswith("report: ")]
     page = (work / "results/tiny/report.html").read_text()
     assert "Alignment report: tiny" in page and len(Page(page).images) == 15
     with Image.open(work / "results/tiny/report/example_02.png") as png:

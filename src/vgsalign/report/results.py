@@ -178,15 +178,24 @@ def count_rejects(tables: Sequence[Path], results: Path, audio_attrs: list[tuple
 
 def reject_table_count(path: Path, results: Path) -> RejectCount:
     """The rows of one rejects table (any columns; the first `problem` is kept as an example)."""
+    if path.is_file() and path.stat().st_size == 0:     # nothing written: nothing rejected
+        stage, relative = _stage_of(path, results)
+        return RejectCount(stage, str(relative), 0)
     header = table_header(path)
     # a stage with nothing to reject may write only the header
     table = pd.read_csv(path, dtype=str, na_filter=False)
     example = ""
     if len(table):
         example = str(table["problem"].iloc[0]) if "problem" in header else ", ".join(table.iloc[0].astype(str))
+    stage, relative = _stage_of(path, results)
+    return RejectCount(stage, str(relative), len(table), example)
+
+
+def _stage_of(path: Path, results: Path) -> tuple[str, Path]:
+    """The stage a rejects table belongs to (its first folder under the results) and its
+    path relative to the results; a table elsewhere is named by its own path."""
     try:
         relative = path.resolve().relative_to(results.resolve())
-        stage = relative.parts[0]
-    except ValueError:                  # a table outside the results folder: named by its full path
-        relative, stage = path, path.parent.name
-    return RejectCount(stage, str(relative), len(table), example)
+        return relative.parts[0], relative
+    except ValueError:
+        return path.parent.name, path
