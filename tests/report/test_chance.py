@@ -16,7 +16,7 @@ from vgsalign.report.chance import (
 from vgsalign.report.page import main
 from vgsalign.scores.alignment import SCORE_NAMES
 
-from .test_page import Page
+from .test_page import Page, _many_categories, texts_outside_figure
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,11 @@ def test_scatter_plots_show_every_pair_with_its_chance(run):
         assert "0 to 1" in fig.axes[0].get_ylabel()
     # the object scores' chance is the mask's share: the grey points lie on the diagonal
     np.testing.assert_allclose(pairs["chance_as_object"], pairs["mask_area_share"])
+
+
+def test_chance_figures_keep_their_text_inside(run):
+    categories = pd.read_csv(run.results / "scores/category_scores.csv", keep_default_na=False)
+    pairs = pd.read_csv(run.results / "scores/pair_scores.csv", keep_default_na=False)
+    for fig in (chance_corrected_bars(categories), chance_corrected_bars(_many_categories(categories, 80)),
+                scatter_mask_area(pairs), scatter_word_duration(pairs)):
+        assert texts_outside_figure(fig) == []

@@ -50,7 +50,7 @@ def chance_corrected_bars(categories: pd.DataFrame) -> Figure:
                                                           kind="stable", na_position="first")
     n = len(table)
     y = np.arange(n)
-    fig = Figure(figsize=(15, 1.9 + 0.3 * n), layout="constrained")
+    fig = Figure(figsize=(15, max(3.6, 1.9 + 0.3 * n)), layout="constrained")
     axes = fig.subplots(1, len(SCORE_NAMES), sharey=True)
     for ax, s in zip(axes, SCORE_NAMES):
         ax.barh(y + 0.19, table[s], height=0.36, color=MODEL_COLOUR, label="model")
@@ -68,7 +68,7 @@ def chance_corrected_bars(categories: pd.DataFrame) -> Figure:
             ax.tick_params(axis="x", top=True, labeltop=True)
     axes[0].set_yticks(y, [f"{c} (n={int(k)})" for c, k in zip(table["category"], table["n_pairs"])])
     axes[0].set_ylim(-0.6, n - 0.4)
-    axes[0].set_ylabel("category of the spoken word (n = pairs)")
+    axes[0].set_ylabel("spoken word's category (n = pairs)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return fig
@@ -80,7 +80,7 @@ def _scatter_panels(pairs: pd.DataFrame, scores: tuple[str, str], x_column: str,
     axes = fig.subplots(1, len(scores), sharey=True)
     x = pairs[x_column].to_numpy(dtype=np.float64)
     # many pairs: smaller, fainter points, so that dense regions still show their density
-    size, alpha = (3.0, 0.5) if len(pairs) <= 5000 else (1.5, 0.15)
+    size, alpha = (4.0, 0.6) if len(pairs) <= 5000 else (1.5, 0.15)
     for ax, s in zip(axes, scores):
         ax.plot(x, pairs[f"chance_{s}"].to_numpy(dtype=np.float64), ".", ms=size, color=CHANCE_POINTS_COLOUR,
                 alpha=min(1.0, 2 * alpha), label=f"chance (each pair's), n={len(pairs):,}")
