@@ -4,11 +4,18 @@ import torch
 
 from tests.helpers.train import tiny_model
 from vgsalign.errors import InputError
+from vgsalign.settings import settings_from_dict
 from vgsalign.features.logmel import PAD_VALUE
 from vgsalign.train.geometry import SameMaxPool1d, tf_same_padding
 from vgsalign.train.models import CNNatt, InputShape, Matchmap, ModelSettings, build_model, matchmap_similarity
 
 SHAPE = InputShape(frames=32, n_mels=8, grid_h=4, grid_w=3, channels=6)
+
+
+def model_settings(**values) -> ModelSettings:
+    """The original's sizes (config/original_model.yaml), the rest from the schema's defaults."""
+    original = {"embed_dim": 512, "dropout": 0.3, "audio_channels": [128, 256, 256, 512]}
+    return settings_from_dict(ModelSettings, {**original, **values}, "model", section="model")
 
 
 def inputs(b=5, shape=SHAPE, seed=0):
@@ -20,7 +27,7 @@ def inputs(b=5, shape=SHAPE, seed=0):
 
 def test_default_sizes_follow_the_original():
     shape = InputShape(frames=512, n_mels=40, grid_h=14, grid_w=14, channels=512)
-    model = build_model(ModelSettings(), shape).eval()
+    model = build_model(model_settings(), shape).eval()
     convs = [m for m in model.audio.net if isinstance(m, torch.nn.Conv1d)]
     assert [c.out_channels for c in convs] == [128, 256, 256, 512, 512]
     assert [c.kernel_size[0] for c in convs] == [5, 11, 17, 17, 17]
@@ -115,9 +122,9 @@ def test_visual_branch_adapts_to_grid_and_channels():
 
 def test_bad_settings_name_the_key():
     with pytest.raises(InputError, match="model.arch"):
-        ModelSettings(arch="resnet")
+        model_settings(arch="resnet")
     with pytest.raises(InputError, match="audio_channels"):
-        ModelSettings(audio_channels=[1, 2])
+        model_settings(audio_channels=[1, 2])
     assert np.isfinite(SHAPE.pixels)
 
 
@@ -172,7 +179,7 @@ def test_time_geometry_matches_the_receptive_fields(pooling, first_centre):
 
 def test_original_size_offsets():
     shape = InputShape(frames=512, n_mels=40, grid_h=14, grid_w=14, channels=512)
-    offsets = {p: build_model(ModelSettings(pooling=p), shape).time_geometry.offset for p in ("torch", "tf_same")}
+    offsets = {p: build_model(model_settings(pooling=p), shape).time_geometry.offset for p in ("torch", "tf_same")}
     assert offsets == {"torch": -3.5, "tf_same": 3.5}
 
 
@@ -252,6 +259,6 @@ def test_masked_matchmap_similarities_by_hand():
 
 def test_pooling_and_kernel_settings_are_checked():
     with pytest.raises(InputError, match="model.pooling"):
-        ModelSettings(pooling="same")
+        model_settings(pooling="same")
     with pytest.raises(InputError, match="must be odd"):
-        ModelSettings(audio_kernels=[5, 11, 16, 17, 17])
+        model_settings(audio_kernels=[5, 11, 16, 17, 17])

@@ -44,7 +44,7 @@ its embedding is set to the zero vector, which the similarities read as "no fram
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -61,15 +61,15 @@ POOL_AFTER = (1, 2, 3)
 
 @dataclass
 class ModelSettings:
-    """The `model` config slice."""
+    """The `model` config slice (values and their defaults: the schema's model section)."""
 
-    arch: str = "cnnatt"
-    similarity: str = "misa"  # matchmap only
-    embed_dim: int = 512  # last audio conv, the visual conv (and matchmap's projection)
-    dropout: float = 0.3
-    audio_channels: list[int] = field(default_factory=lambda: [128, 256, 256, 512])  # convs 1-4
-    audio_kernels: list[int] = field(default_factory=lambda: [5, 11, 17, 17, 17])  # convs 1-5
-    pooling: str = "torch"  # torch | tf_same (the original's), vgsalign.train.geometry
+    arch: str
+    similarity: str  # matchmap only
+    embed_dim: int  # last audio conv, the visual conv (and matchmap's projection)
+    dropout: float
+    audio_channels: list[int]  # convs 1-4
+    audio_kernels: list[int]  # convs 1-5
+    pooling: str  # torch | tf_same (the original's), vgsalign.train.geometry
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

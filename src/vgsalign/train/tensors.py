@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     set_torch_threads(args.threads)
     n = dump_tensors(
         args.checkpoint, args.pairs, args.audio, args.visual,
-        settings_from_json(ModelSettings, args.model, "--model"), settings_from_json(FrameSettings, args.frames, "--frames"),
+        settings_from_json(ModelSettings, args.model, "--model", section="model"),
+        settings_from_json(FrameSettings, args.frames, "--frames", section="frames"),
         args.out, args.device,
     )
     print(f"vgsalign tensors-dump: wrote {n} alignment tensors to {args.out}", file=sys.stderr)
