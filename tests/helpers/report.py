@@ -263,18 +263,20 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
 
 def _write_rejects(results: Path, n_rejected: int) -> list[Path]:
     """The rejects tables of the stages that read the corpus, with n_rejected rows each:
-    testdata/rejects_dataset.csv (file, problem) and features/index/<split>/captions_rejected.csv
-    (id, path, problem)."""
+    testdata/rejects_dataset.csv (file, problem) and features/index/<split>/images_rejected.csv
+    and captions_rejected.csv (id, path, problem)."""
     dataset = results / "testdata" / "rejects_dataset.csv"
     pd.DataFrame({"file": [f"speech/{SPLIT}/json/broken_{k}.json" for k in range(n_rejected)],
                   "problem": ["not valid JSON (Expecting value: line 1 column 1)"] * n_rejected}
                  ).to_csv(dataset, index=False)
-    captions = results / "features" / "index" / SPLIT / "captions_rejected.csv"
-    captions.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": [f"{k}_{k}_Synth_None_1" for k in range(n_rejected)],
-                  "path": [f"speech/{SPLIT}/wav/{k}.wav" for k in range(n_rejected)],
-                  "problem": ["wav file not found"] * n_rejected}).to_csv(captions, index=False)
-    return [dataset, captions]
+    index = results / "features" / "index" / SPLIT
+    index.mkdir(parents=True, exist_ok=True)
+    tables = {"images_rejected.csv": ("jpg", "cannot identify image file"), "captions_rejected.csv": ("wav", "wav file not found")}
+    for name, (suffix, problem) in tables.items():
+        pd.DataFrame({"id": [str(k) for k in range(n_rejected)],
+                      "path": [f"{SPLIT}/{k}.{suffix}" for k in range(n_rejected)],
+                      "problem": [problem] * n_rejected}).to_csv(index / name, index=False)
+    return [dataset, *(index / name for name in tables)]
 
 
 def _write_testdata_summary(testdata: Path, pairs: pd.DataFrame, utterances: list, n_words: int, n_images: int,

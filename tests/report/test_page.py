@@ -346,7 +346,7 @@ def test_page_shows_every_figure_embedded_and_the_scores_first(built, run):
     assert "random weights" in warnings
     assert "1 of" in warnings and "category_not_in_image: 1" in warnings
     assert "Pooled R@10 uses pools of 60 images" in warnings
-    assert "4 item(s) of the corpus were rejected" in warnings
+    assert "6 item(s) of the corpus were rejected and left out (testdata 2, features 4)" in warnings
     assert {"glance", "overall", "counts", "retrieval", "pooled", "funnel", "categories", "rejects"} <= page.ids
     assert "mode reference; softmax both" in html
 
@@ -384,12 +384,13 @@ def test_rejects_are_counted_per_stage(built, run):
     page = Page(built["html"])
     shown = {v["data-rejects"]: int(v["data-value"]) for v in page.values if "data-rejects" in v}
     tables = {str(path.relative_to(run.results)): len(pd.read_csv(path)) for path in run.rejects}
-    assert tables == {"testdata/rejects_dataset.csv": 2, f"features/index/{SPLIT}/captions_rejected.csv": 2}
+    assert tables == {"testdata/rejects_dataset.csv": 2, f"features/index/{SPLIT}/images_rejected.csv": 2,
+                      f"features/index/{SPLIT}/captions_rejected.csv": 2}
     assert {k: v for k, v in shown.items() if k in tables} == tables
     # the shards' own counts (n_rejected) are rows as well, 0 here
     assert sorted(v for k, v in shown.items() if k not in tables) == [0, 0]
     rejects = built["html"][built["html"].index('<table id="rejects">'):]
-    assert "testdata" in rejects and "wav file not found" in rejects
+    assert "testdata" in rejects and "wav file not found" in rejects and "cannot identify image file" in rejects
 
 
 def test_no_rejects_no_notice(run, tmp_path):

@@ -59,7 +59,11 @@ rule report_html:
         ready=corpus_ready(SPLITS["test"]),
         # the demo corpus declares only its manifest; a real corpus's JSON is a plain input
         instances=[] if IS_DEMO else instances_json(SPLITS["test"]),
-        rejects=expand(rules.features_captions.output.rejects, split=USED_SPLITS),
+        # what the stages that read the corpus left out (on_error: skip), counted on the page
+        rejects=[
+            *expand(rules.features_images.output.rejects, split=USED_SPLITS),
+            *expand(rules.features_captions.output.rejects, split=USED_SPLITS),
+        ],
     output:
         html=REPORT_HTML,
         similarities=report(
