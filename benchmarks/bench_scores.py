@@ -4,12 +4,17 @@
    native scorer and a straightforward implementation that upsamples S and Q by
    repetition to 512 x 224 x 224 (as the original did) must give the same scores;
    pairs/s of each, one process each, and the ratio (target >= 100x).
-2. End to end: `vgsalign score` on 200,000 synthetic pairs (64 x 14 x 14 tensors in an
-   HDF5 file, synthetic COCO instances JSON with 480 x 640 images) with all cores:
+2. End to end: `vgsalign score-pairs` on 200,000 synthetic pairs (64 x 14 x 14 tensors in
+   an HDF5 file, synthetic COCO instances JSON with 480 x 640 images) with all cores:
    wall time (target < 120 s on 2 cores) and peak memory of the process tree,
    proportional set size summed over the processes (target < 2 GB).
+3. Memory at scale (--scales 1,4,16): `vgsalign score-pairs` as its own process on
+   base x scale pairs (--base-pairs, default 5,000); peak PSS of the process tree, peak
+   RSS of its largest process, and their growth from the smallest scale (target: at most
+   1.3x from 1x to 16x).
 
     python benchmarks/bench_scores.py [--pairs 200000] [--workers N] [--keep DIR]
+    python benchmarks/bench_scores.py --only-scales [--base-pairs 5000] [--scales 1,4,16]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -182,17 +188,20 @@ def make_synthetic_inputs(folder: Path, n_pairs: int, pairs_per_utterance: int, 
 
 
 class TreeMemory:
-    """Samples the summed proportional set size (PSS) of this process and its children."""
+    """Samples the summed proportional set size (PSS) of a process and its children, and
+    the resident set size (RSS) of the largest one."""
 
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.peak_bytes, self._stop = interval, 0, threading.Event()
+    def __init__(self, interval: float = 0.2, root: int | None = None):
+        self.interval, self.peak_bytes, self.peak_rss_bytes = interval, 0, 0
+        self.root = os.getpid() if root is None else root
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
-    def _pss(pid: int) -> int:
+    def _field(pid: int, name: str, file: str) -> int:
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+            for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+                if line.startswith(name):
                     return int(line.split()[1]) * 1024
         except OSError:
             pass
@@ -213,7 +222,9 @@ class TreeMemory:
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, sum(self._pss(p) for p in self._tree(os.getpid())))
+            tree = self._tree(self.root)
+            self.peak_bytes = max(self.peak_bytes, sum(self._field(p, "Pss:", "smaps_rollup") for p in tree))
+            self.peak_rss_bytes = max([self.peak_rss_bytes] + [self._field(p, "VmRSS:", "status") for p in tree])
             time.sleep(self.interval)
 
     def __enter__(self):
@@ -225,6 +236,39 @@ class TreeMemory:
         self._thread.join()
 
 
+def measure_scales(folder: Path, base_pairs: int, scales: list[int], workers: int, args) -> list[dict]:
+    """Peak memory of `vgsalign score-pairs` (its own process tree) at each scale."""
+    rows = []
+    for scale in scales:
+        inputs = folder / f"x{scale}"
+        inputs.mkdir(parents=True, exist_ok=True)
+        marker = inputs / "inputs.done"
+        if not marker.exists():
+            make_synthetic_inputs(inputs, base_pairs * scale, args.pairs_per_utterance, args.captions_per_image)
+            marker.touch()
+        command = [sys.executable, "-m", "vgsalign.cli", "score-pairs", "--tensors", str(inputs / "tensors.h5"),
+                   "--pairs", str(inputs / "pairs.csv"), "--instances", str(inputs / "instances.json"),
+                   "--out", str(inputs / "out"), "--threads", str(workers), "--bootstrap", str(args.bootstrap)]
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        with TreeMemory(interval=0.1, root=process.pid) as memory:
+            _, err = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"score-pairs failed at scale {scale}: {err[-2000:]}")
+        rows.append({"scale": scale, "pairs": base_pairs * scale, "seconds": time.perf_counter() - start,
+                     "tensors_gb": (inputs / "tensors.h5").stat().st_size / 1e9,
+                     "pss_gb": memory.peak_bytes / 1e9, "rss_gb": memory.peak_rss_bytes / 1e9})
+    return rows
+
+
+def print_scales(rows: list[dict], workers: int) -> None:
+    print(f"\n3. memory at scale ({workers} worker process(es); PSS summed over the tree, RSS of the largest process)")
+    print("   scale   pairs    tensors.h5   wall s   peak PSS tree   peak RSS one   PSS vs 1x")
+    for row in rows:
+        print(f"   {row['scale']:>4}x {row['pairs']:>8}   {row['tensors_gb']:7.2f} GB {row['seconds']:8.1f}"
+              f"   {row['pss_gb']:10.2f} GB {row['rss_gb']:10.2f} GB   {row['pss_gb'] / rows[0]['pss_gb']:6.2f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=200_000)
@@ -234,7 +278,17 @@ def main(argv=None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--compare-utterances", type=int, default=6, help="utterances for the upsampled comparison")
     parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
+    parser.add_argument("--scales", default="1,4,16", help="section 3: multiples of --base-pairs")
+    parser.add_argument("--base-pairs", type=int, default=5000, help="section 3: pairs at scale 1")
+    parser.add_argument("--only-scales", action="store_true", help="run section 3 only")
     args = parser.parse_args(argv)
+    if args.only_scales:
+        folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scores_"))
+        rows = measure_scales(folder, args.base_pairs, [int(s) for s in args.scales.split(",")], args.workers, args)
+        print_scales(rows, args.workers)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        return 0
 
     print("1. native vs upsampled on the same random inputs (64 x 14 x 14, 512 frames, 224 x 224 masks)")
     cmp = compare_native_and_upsampled(args.compare_utterances, 5)
