@@ -12,6 +12,10 @@ Rates per CPU-second (process CPU time) are printed too: on a shared, busy machi
 wall-clock rates understate what idle cores do. (Visual CPU runs decode in the main
 process so that its CPU time is counted.)
 Targets: audio >= 200 captions/s on 2 cores; VGG16 >= 1,500 images/s on one H100 end to end.
+
+Storage (`--storage results/<name>/features`): the shards of a finished run rewritten with
+each stored precision (float32, float16) and `features.compression` (none, gzip, lzf):
+total size, write time, and the time to read every shard whole, per modality.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from vgsalign.features.backbones import load_backbone  # noqa: E402
+from vgsalign.features.shard_writer import write_shard  # noqa: E402
+from vgsalign.features.shards import iter_shards, read_attrs, read_rejects  # noqa: E402
 from vgsalign.features.visual import extract as extract_visual  # noqa: E402
 from vgsalign.features.visual import pick_device  # noqa: E402
 from vgsalign.features.audio import extract as extract_audio  # noqa: E402
@@ -143,6 +149,39 @@ def bench_visual(paths: list[str], threads: int, backbones: list[str], gpu_image
     print("visual target: VGG16 >= 1,500 images/s on one H100, end to end")
 
 
+ARRAYS = {"audio": "logmel", "visual": "features"}
+
+
+def bench_storage(features_dir: Path, folder: Path) -> None:
+    """Every (precision, compression) of a run's shards: size, write and whole-read times."""
+    print("| modality | shards | items | dtype | compression | size (MB) | vs float32/none | write (s) | read (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for modality, array in ARRAYS.items():
+        files = sorted(features_dir.glob(f"{modality}/*/shard_*.h5"))
+        if not files:
+            continue
+        shards = [(read_attrs(f), read_rejects(f).to_dict("records"), data) for f, data in zip(files, iter_shards(files))]
+        n_items = sum(len(data[array]) for _, _, data in shards)
+        baseline = None
+        for dtype in ("float32", "float16"):
+            for compression in ("none", "gzip", "lzf"):
+                out = folder / f"{modality}_{dtype}_{compression}"
+                start = time.perf_counter()
+                for k, (attrs, rejects, data) in enumerate(shards):
+                    datasets = {name: values for name, values in data.items() if name != "path"}
+                    datasets[array] = datasets[array].astype(dtype)
+                    write_shard(out / f"shard_{k:05d}.h5", datasets, attrs, rejects, compression=compression)
+                written = time.perf_counter() - start
+                size = sum(p.stat().st_size for p in out.glob("*.h5")) / 2**20
+                baseline = baseline or size
+                start = time.perf_counter()
+                for part in iter_shards(sorted(out.glob("*.h5")), fields=[array]):
+                    assert part[array].dtype == np.dtype(dtype)
+                read = time.perf_counter() - start
+                print(f"| {modality} | {len(files)} | {n_items} | {dtype} | {compression} | {size:.2f} | "
+                      f"{size / baseline:.2f} | {written:.2f} | {read:.2f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions", type=int, default=400)
@@ -150,7 +189,13 @@ def main() -> int:
     parser.add_argument("--gpu-images", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "vgg16"])
+    parser.add_argument("--storage", type=Path, default=None,
+                        help="a run's features folder: measure precision and compression on its shards only")
     args = parser.parse_args()
+    if args.storage is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            bench_storage(args.storage, Path(folder))
+        return 0
     print(f"torch {torch.__version__}, {args.threads} threads, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
