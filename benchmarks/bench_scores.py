@@ -174,7 +174,7 @@ def make_synthetic_inputs(folder: Path, n_pairs: int, pairs_per_utterance: int, 
     pairs.to_csv(folder / "pairs.csv", index=False)
 
     with h5py.File(folder / "tensors.h5", "w") as h5:
-        avt = h5.create_dataset("avt", shape=(n_utt, 64, 14, 14), dtype="float32", chunks=(64, 64, 14, 14))
+        avt = h5.create_dataset("avt", shape=(n_utt, 64, 14, 14), dtype="float32", chunks=(min(64, n_utt), 64, 14, 14))
         for start in range(0, n_utt, 4096):
             stop = min(n_utt, start + 4096)
             avt[start:stop] = rng.normal(scale=2.0, size=(stop - start, 64, 14, 14)).astype(np.float32)
@@ -269,27 +269,7 @@ def print_scales(rows: list[dict], workers: int) -> None:
               f"   {row['pss_gb']:10.2f} GB {row['rss_gb']:10.2f} GB   {row['pss_gb'] / rows[0]['pss_gb']:6.2f}x")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=200_000)
-    parser.add_argument("--pairs-per-utterance", type=int, default=5)
-    parser.add_argument("--captions-per-image", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--compare-utterances", type=int, default=6, help="utterances for the upsampled comparison")
-    parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
-    parser.add_argument("--scales", default="1,4,16", help="section 3: multiples of --base-pairs")
-    parser.add_argument("--base-pairs", type=int, default=5000, help="section 3: pairs at scale 1")
-    parser.add_argument("--only-scales", action="store_true", help="run section 3 only")
-    args = parser.parse_args(argv)
-    if args.only_scales:
-        folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scores_"))
-        rows = measure_scales(folder, args.base_pairs, [int(s) for s in args.scales.split(",")], args.workers, args)
-        print_scales(rows, args.workers)
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-        return 0
-
+def print_comparison(args) -> None:
     print("1. native vs upsampled on the same random inputs (64 x 14 x 14, 512 frames, 224 x 224 masks)")
     cmp = compare_native_and_upsampled(args.compare_utterances, 5)
     print(f"   pairs compared            {cmp['pairs']}")
@@ -299,6 +279,8 @@ def main(argv=None) -> int:
     print(f"   ratio                     {cmp['ratio']:10.0f} x   (target >= {TARGET_RATIO:.0f} x: "
           f"{'met' if cmp['ratio'] >= TARGET_RATIO else 'NOT met'})")
 
+
+def end_to_end(args) -> None:
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scores_"))
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f"inputs_{args.pairs}_{args.pairs_per_utterance}_{args.captions_per_image}.done"
@@ -331,6 +313,31 @@ def main(argv=None) -> int:
         for s in SCORE_NAMES))
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=200_000)
+    parser.add_argument("--pairs-per-utterance", type=int, default=5)
+    parser.add_argument("--captions-per-image", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--compare-utterances", type=int, default=6, help="utterances for the upsampled comparison")
+    parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
+    parser.add_argument("--scales", default="1,4,16", help="section 3: multiples of --base-pairs")
+    parser.add_argument("--base-pairs", type=int, default=5000, help="section 3: pairs at scale 1")
+    parser.add_argument("--only-scales", action="store_true", help="run section 3 only")
+    args = parser.parse_args(argv)
+    if args.only_scales:
+        folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scores_"))
+        rows = measure_scales(folder, args.base_pairs, [int(s) for s in args.scales.split(",")], args.workers, args)
+        print_scales(rows, args.workers)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        return 0
+
+    print_comparison(args)
+    end_to_end(args)
     return 0
 
 

@@ -30,6 +30,7 @@ COMMANDS: list[Command] = [
             aliases=("demo-corpus",)),
     Command("tagger", "resources.tagger", "provision the NLTK POS tagger offline"),
     Command("word-vectors", "resources.vectors", "provision the word vectors as gensim KeyedVectors"),
+    Command("alignments-corpus", "corpus.mfa", "write a SpokenCOCO split as the Montreal Forced Aligner's input corpus"),
     Command("corpus-state", "corpus.state", "record the state of a split's corpus files (names, sizes, mtimes)"),
     Command("testdata-dataset", "testdata.dataset", "read a split's captions: utterances and word times",
             aliases=("dataset",)),

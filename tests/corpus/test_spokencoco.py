@@ -80,3 +80,26 @@ def test_coco_unzipped_layout(tmp_path):
     # the demo corpus's layout, images/<split>/, is found when the unzipped one is absent
     (tmp_path / "demo/images/val2014").mkdir(parents=True)
     assert coco.image_folder(tmp_path / "demo", "val2014") == tmp_path / "demo/images/val2014"
+
+
+def test_mfa_corpus_has_one_folder_per_speaker_with_wav_and_lab(tmp_path):
+    import json
+    import subprocess
+
+    speech, _ = fx.spokencoco_corpus(tmp_path)
+    out = tmp_path / "mfa_corpus/train2014"
+    proc = subprocess.run(["vgsalign", "alignments-corpus", "--speech-root", str(speech), "--split", "train2014",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() or p.is_symlink())
+    assert files == ["f9z8y7/f9z8y7-3GHIJKL_42_202.lab", "f9z8y7/f9z8y7-3GHIJKL_42_202.wav",
+                     "f9z8y7/f9z8y7-3MNOPQR_42_203.lab", "f9z8y7/f9z8y7-3MNOPQR_42_203.wav",
+                     "m1a2b3/m1a2b3-3ABCDEF_9_101.lab", "m1a2b3/m1a2b3-3ABCDEF_9_101.wav",
+                     "vgsalign_mfa_corpus.json"]
+    assert (out / "f9z8y7/f9z8y7-3GHIJKL_42_202.lab").read_text() == "Two cats sleeping.\n"
+    wav = out / "m1a2b3/m1a2b3-3ABCDEF_9_101.wav"
+    assert wav.resolve() == (speech / "wavs/train/0/m1a2b3-3ABCDEF_9_101.wav").resolve()
+    assert json.loads((out / "vgsalign_mfa_corpus.json").read_text())["speakers"] == 2
+    # MFA's output in the same layout is where the reader looks first
+    assert textgrid.textgrid_candidates(tmp_path / "grids", "wavs/train/0/m1a2b3-3ABCDEF_9_101.wav", "m1a2b3")[0] \
+        == tmp_path / "grids/m1a2b3/m1a2b3-3ABCDEF_9_101.TextGrid"

@@ -29,12 +29,32 @@ def tiny_kv(drop: tuple[str, ...] = ()):
 
 # ----------------------------------------------------------------------------- frames
 
-def _frames(words, durations, padding="start", max_frames=200):
+def _frames(words, durations, padding="start", max_frames=200, end="true_end"):
     settings = frames.FrameSettings(hop_s=0.01, max=max_frames, padding=padding)
     utts = pd.DataFrame({"utt_id": list(durations), "duration_s": list(durations.values())})
     table = pd.DataFrame(words, columns=["utt_id", "word_index", "word", "onset_s", "offset_s"])
     table["image_id"], table["wav"] = 1, "x.wav"
-    return frames.word_frames(table, frames.utterance_grid(utts, settings), settings)
+    return frames.word_frames(table, frames.utterance_grid(utts, settings), settings,
+                              frames.WordSpanSettings(end=end))
+
+
+def test_original_word_end_rule_by_hand():
+    # "a dog <pause> runs" and "cat": onsets 103, 250, 800 ms and 500 ms
+    words = [("u", 0, "a", 0.103, 0.2), ("u", 1, "dog", 0.25, 0.61), ("u", 2, "runs", 0.8, 0.95),
+             ("v", 0, "cat", 0.5, 0.7)]
+    original = _frames(words, {"u": 1.0, "v": 1.0}, padding="end", end="next_onset")
+    # frames = ceil(ms / 10): 103 ms -> 11; a word ends at the next onset (dog keeps the pause
+    # before "runs"); a caption-final word ends two frames after its onset
+    assert original[["word", "onset_frame", "offset_frame"]].values.tolist() == [
+        ["a", 11, 25], ["dog", 25, 80], ["runs", 80, 82], ["cat", 50, 52]]
+    assert original["offset_s"].tolist() == pytest.approx([0.25, 0.8, 0.82, 0.52])
+    true_end = _frames(words, {"u": 1.0, "v": 1.0}, padding="end")
+    assert true_end[["onset_frame", "offset_frame"]].values.tolist() == [[10, 20], [25, 61], [80, 95], [50, 70]]
+    # start padding shifts both rules alike: 1.0 s = 101 audio frames, 99 pad frames
+    padded = _frames(words, {"u": 1.0, "v": 1.0}, padding="start", end="next_onset")
+    assert (padded["offset_frame"] - original["offset_frame"]).tolist() == [99] * 4
+    with pytest.raises(InputError, match="word_spans.end"):
+        frames.WordSpanSettings(end="onset_plus_two")
 
 
 def test_padding_shifts_frames_and_spans_are_half_open():
@@ -53,7 +73,9 @@ def test_padding_shifts_frames_and_spans_are_half_open():
 def test_frame_count_matches_the_audio_features():
     from vgsalign.features.logmel import LogMelSettings, n_frames_of
 
-    settings = LogMelSettings(sample_rate=16000, n_mels=40, win_s=0.025, hop_s=0.01, power=2.0, floor=1e-10, n_fft=512)
+    from vgsalign.settings import settings_from_dict
+
+    settings = settings_from_dict(LogMelSettings, {"sample_rate": 16000, "win_s": 0.025, "hop_s": 0.01}, section="audio")
     for n_samples in (16000, 16159, 16160, 32001, 8000):
         assert frames.audio_frames(n_samples / 16000, 0.01) == n_frames_of(n_samples, settings)
 

@@ -4,6 +4,8 @@
 
 TESTDATA = f"{RESULTS}/testdata"
 TEST_SPLIT = SPLITS["test"]
+# the dataset slice the step reads (alignments_root: the workflow's own MFA output when it aligns)
+DATASET_KEYS = ("source", "on_error", "max_rejected_share")
 # instances files the dataset step reads: the test split's; for SpokenCOCO every used split's,
 # since its indexes mix COCO splits (val2014 "restval" images in the train index)
 DATASET_INSTANCES = [] if IS_DEMO else sorted(
@@ -14,14 +16,15 @@ DATASET_INSTANCES = [] if IS_DEMO else sorted(
 rule testdata_dataset:
     input:
         ready=corpus_ready(TEST_SPLIT),
-        # SpokenCOCO's indexes mix COCO splits (restval images of val2014 in the train index)
         instances=DATASET_INSTANCES,
+        alignments=ALIGNMENTS_INPUT,
     output:
         utterances=f"{TESTDATA}/utterances.csv",
         words=f"{TESTDATA}/words.csv",
         report=f"{TESTDATA}/reports/dataset.json",
+        rejects=f"{TESTDATA}/rejects_dataset.csv",
     params:
-        dataset=as_json({key: config["dataset"][key] for key in ("source", "alignments_root")}),
+        dataset=as_json({key: config["dataset"][key] for key in DATASET_KEYS} | {"alignments_root": ALIGNMENTS_ROOT}),
         speech_root=speech_root(),
         coco_root=coco_root(),
         split=TEST_SPLIT,
@@ -39,7 +42,7 @@ rule testdata_dataset:
     shell:
         "vgsalign testdata-dataset --dataset {params.dataset} --speech-root {params.speech_root}"
         " --coco-root {params.coco_root} --split {params.split} --out-dir {params.out_dir}"
-        " --report {output.report} 2>&1 | tee {log}"
+        " --report {output.report} --rejects {output.rejects} 2>&1 | tee {log}"
 
 
 rule testdata_frames:
@@ -51,6 +54,7 @@ rule testdata_frames:
         report=f"{TESTDATA}/reports/frames.json",
     params:
         frames=as_json(config["frames"]),
+        word_spans=as_json(config["word_spans"]),
         code=code_version("testdata", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
@@ -63,6 +67,7 @@ rule testdata_frames:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign testdata-frames --utterances {input.utterances} --words {input.words} --frames {params.frames}"
+        " --word-spans {params.word_spans}"
         " --out {output.frames} --report {output.report} 2>&1 | tee {log}"
 
 

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resources", required=True, help="the resources config slice as JSON")
     parser.add_argument("--nltk-data", required=True, help="folder to hold the NLTK data and the manifest")
     args = parser.parse_args(argv)
-    settings = settings_from_json(ResourceSettings, args.resources, where="--resources")
+    settings = settings_from_json(ResourceSettings, args.resources, where="--resources", section="resources")
     manifest = provision_tagger(settings.tagger, args.nltk_data)
     print(f"tagger: {manifest['tagger']} from {manifest['source']}; check: {manifest['check']}")
     return 0

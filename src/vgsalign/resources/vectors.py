@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--word-vectors", required=True, help="the word_vectors config slice as JSON")
     parser.add_argument("--out", required=True, help="output .kv file")
     args = parser.parse_args(argv)
-    settings = settings_from_json(VectorSettings, args.word_vectors, where="--word-vectors")
+    settings = settings_from_json(VectorSettings, args.word_vectors, where="--word-vectors", section="word_vectors")
     info = provision_vectors(settings.source, settings.path, args.out)
     print(f"vectors: {info['n_words']} words x {info['dim']} from {info['origin']} -> {args.out}")
     return 0

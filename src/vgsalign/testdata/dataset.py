@@ -46,15 +46,21 @@ class DatasetSettings:
 
     source: str
     alignments_root: str | None
+    on_error: str
+    max_rejected_share: float
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise InputError("dataset.source", f"unknown source {self.source!r}; expected one of {SOURCES}")
+        if self.on_error not in ("stop", "skip"):
+            raise InputError("dataset.on_error", f"{self.on_error!r}: expected 'stop' or 'skip'")
+        if not 0 <= self.max_rejected_share <= 1:
+            raise InputError("dataset.max_rejected_share", f"{self.max_rejected_share!r}: expected a share from 0 to 1")
         if self.source == "spokencoco" and not self.alignments_root:
             raise InputError("dataset.alignments_root", "required for SpokenCOCO (the MFA TextGrid folder)")
 
 
-def read_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str, on_error: str) -> ReadResult:
+def read_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str) -> ReadResult:
     """Read every caption of a split with the reader of `settings.source`."""
 
     @lru_cache(maxsize=None)
@@ -62,8 +68,8 @@ def read_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, sp
         return coco_image_ids(instances_path(coco_root, coco_split))
 
     if settings.source in ("demo", "speechcoco"):
-        return read_speechcoco(speech_root, split, image_ids(split), on_error=on_error)
-    return read_spokencoco(speech_root, Path(settings.alignments_root), split, image_ids, on_error=on_error)
+        return read_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error)
+    return read_spokencoco(speech_root, Path(settings.alignments_root), split, image_ids, on_error=settings.on_error)
 
 
 def tables(result: ReadResult, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,17 +105,31 @@ def drop_reasons(result: ReadResult) -> dict[str, int]:
     return reasons
 
 
+def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_path: Path) -> None:
+    """Fail with one line when more captions were rejected than `dataset.max_rejected_share` allows."""
+    total = len(result.utterances) + len(result.drops) + len(result.rejects)
+    share = len(result.rejects) / total if total else 0.0
+    if share > settings.max_rejected_share:
+        raise InputError(rejects_path, f"{len(result.rejects)} of {total} caption files rejected ({share:.2%}), more "
+                                       f"than dataset.max_rejected_share {settings.max_rejected_share:.2%}; "
+                                       f"first: {result.rejects[0][0]}: {result.rejects[0][1]}")
+
+
 def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str, out_dir: Path,
-          report_path: Path, on_error: str = "stop") -> dict:
-    result = read_split(settings, speech_root, coco_root, split, on_error)
+          report_path: Path, rejects_path: Path) -> dict:
+    result = read_split(settings, speech_root, coco_root, split)
+    # the rejects table first: when too many files are broken, it says which
+    write_csv(pd.DataFrame(result.rejects, columns=REJECT_COLUMNS), rejects_path)
+    check_rejected_share(result, settings, rejects_path)
     utterances, words = tables(result, split)
     write_csv(words, out_dir / "words.csv")
     write_csv(utterances, out_dir / "utterances.csv")
     report = {
-        "source": settings.source, "split": split,
+        "source": settings.source, "split": split, "on_error": settings.on_error,
         "captions_read": len(result.utterances) + len(result.drops),
         "utterances": len(utterances), "words": len(words), "images": int(utterances["image_id"].nunique()),
         "captions_dropped": len(result.drops), "drop_reasons": drop_reasons(result),
+        "captions_rejected": len(result.rejects), "rejects": str(rejects_path),
         "dropped": [{"file": f, "reason": r} for f, r in result.drops],
     }
     write_json(report, report_path)
@@ -118,17 +138,19 @@ def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vgsalign testdata-dataset", description="Index the utterances and words of a split.")
-    parser.add_argument("--dataset", required=True, help="the dataset config slice as JSON (source, alignments_root)")
+    parser.add_argument("--dataset", required=True,
+                        help="the dataset config slice as JSON (source, alignments_root, on_error, max_rejected_share)")
     parser.add_argument("--speech-root", required=True, type=Path)
     parser.add_argument("--coco-root", required=True, type=Path, help="holds annotations/instances_<split>.json")
     parser.add_argument("--split", required=True)
     parser.add_argument("--out-dir", required=True, type=Path, help="writes utterances.csv and words.csv here")
     parser.add_argument("--report", required=True, type=Path)
+    parser.add_argument("--rejects", required=True, type=Path, help="rejects table (file, problem) of skipped files")
     args = parser.parse_args(argv)
-    settings = settings_from_json(DatasetSettings, args.dataset, where="--dataset")
-    report = build(settings, args.speech_root, args.coco_root, args.split, args.out_dir, args.report)
+    settings = settings_from_json(DatasetSettings, args.dataset, where="--dataset", section="dataset")
+    report = build(settings, args.speech_root, args.coco_root, args.split, args.out_dir, args.report, args.rejects)
     print(f"{report['utterances']} utterances, {report['words']} words; {report['captions_dropped']} captions dropped "
-          f"{report['drop_reasons']}")
+          f"{report['drop_reasons']}; {report['captions_rejected']} broken files skipped")
     return 0
 
 

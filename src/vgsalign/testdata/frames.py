@@ -11,7 +11,10 @@ Convention (docs/formats.md, "Input-frame convention"), with hop h = `frames.hop
   [onset_frame, offset_frame) with
       onset_frame  = pad_frames + floor(onset_s / h)
       offset_frame = pad_frames + ceil(offset_s / h)
-  i.e. every frame the word touches (at least one frame);
+  i.e. every frame the word touches (at least one frame). That is `word_spans.end:
+  true_end`; `next_onset` is the original's rule: frames are ceil(t / h) for onsets too, a
+  word ends at the next word's onset frame (a pause after it counts as part of it), the
+  caption's last word at its onset frame + 2; offset_s then holds that end in seconds;
 - a word whose audio span does not end inside the kept frames (offset beyond frame
   n_frames) is marked `partly_cut` (it starts inside) or `beyond_cut` and is not used
   later: its span would be truncated, which would bias every score that divides by the
@@ -38,6 +41,9 @@ from ..tables import read_table
 
 # tolerance for float seconds that sit on a frame boundary (0.03 / 0.01 = 2.9999999999999996)
 BOUNDARY_EPS = 1e-6
+WORD_ENDS = ("true_end", "next_onset")
+# the original's span of a caption-final word under next_onset: its onset frame + 2
+FINAL_WORD_FRAMES = 2
 
 
 @dataclass
@@ -53,6 +59,18 @@ class FrameSettings:
             raise InputError("frames.padding", f"{self.padding!r}: expected 'start' or 'end'")
         if self.hop_s <= 0 or self.max < 1:
             raise InputError("frames", f"hop_s {self.hop_s} and max {self.max} must be positive")
+
+
+@dataclass
+class WordSpanSettings:
+    """The `word_spans` config section (its own section: the features and the training
+    read `frames`, and switching the word-end rule should rerun the test set only)."""
+
+    end: str
+
+    def __post_init__(self) -> None:
+        if self.end not in WORD_ENDS:
+            raise InputError("word_spans.end", f"{self.end!r}: expected one of {WORD_ENDS}")
 
 
 def audio_frames(duration_s: float | np.ndarray, hop_s: float) -> np.ndarray:
@@ -78,15 +96,33 @@ def utterance_grid(utterances: pd.DataFrame, settings: FrameSettings) -> pd.Data
     return grid
 
 
-def word_frames(words: pd.DataFrame, grid: pd.DataFrame, settings: FrameSettings) -> pd.DataFrame:
+def next_onset_spans(table: pd.DataFrame, hop_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The original's spans (audio frames) and end times: (start, end, offset_s) per row of
+    `table`, which is ordered by utterance and word_index."""
+    start = np.ceil(table["onset_s"].to_numpy(dtype=float) / hop_s - BOUNDARY_EPS).astype(np.int64)
+    is_last = (table["utt_id"] != table["utt_id"].shift(-1)).to_numpy()
+    next_start = np.roll(start, -1)
+    end = np.where(is_last, start + FINAL_WORD_FRAMES, next_start)
+    onset_s = table["onset_s"].to_numpy(dtype=float)
+    offset_s = np.where(is_last, onset_s + FINAL_WORD_FRAMES * hop_s, np.roll(onset_s, -1))
+    return start, end, offset_s
+
+
+def word_frames(words: pd.DataFrame, grid: pd.DataFrame, settings: FrameSettings,
+                spans: WordSpanSettings) -> pd.DataFrame:
     """Words with their input-frame span and whether they fit in the kept audio."""
     table = words.merge(grid, on="utt_id", how="left", validate="many_to_one")
     if table["n_frames"].isna().any():
         missing = table.loc[table["n_frames"].isna(), "utt_id"].iloc[0]
         raise InputError("words.csv", f"utterance {missing!r} is not in utterances.csv")
-    start = onset_frames(table["onset_s"].to_numpy(), settings.hop_s)
+    if spans.end == "next_onset":
+        table = table.sort_values(["utt_id", "word_index"], kind="stable").reset_index(drop=True)
+        start, end, table["offset_s"] = next_onset_spans(table, settings.hop_s)
+    else:
+        start = onset_frames(table["onset_s"].to_numpy(), settings.hop_s)
+        end = offset_frames(table["offset_s"].to_numpy(), settings.hop_s)
     # at least one frame, even for a word shorter than a frame inside one frame
-    end = np.maximum(offset_frames(table["offset_s"].to_numpy(), settings.hop_s), start + 1)
+    end = np.maximum(end, start + 1)
     kept = table["n_frames"].to_numpy()
     table["status"] = np.where(end <= kept, "kept", np.where(start < kept, "partly_cut", "beyond_cut"))
     pad = table["pad_frames"].to_numpy()
@@ -97,15 +133,17 @@ def word_frames(words: pd.DataFrame, grid: pd.DataFrame, settings: FrameSettings
     return table[columns]
 
 
-def build(utterances_csv: Path, words_csv: Path, settings: FrameSettings, out: Path, report_path: Path) -> dict:
+def build(utterances_csv: Path, words_csv: Path, settings: FrameSettings, spans: WordSpanSettings, out: Path,
+          report_path: Path) -> dict:
     utterances = read_table(utterances_csv, required=("utt_id", "duration_s"))
     words = read_table(words_csv, required=("utt_id", "word_index", "word", "onset_s", "offset_s"))
     grid = utterance_grid(utterances, settings)
-    table = word_frames(words, grid, settings)
+    table = word_frames(words, grid, settings, spans)
     write_csv(table, out)
     status = table["status"].value_counts()
     report = {
-        "settings": {"hop_s": settings.hop_s, "max": settings.max, "padding": settings.padding},
+        "settings": {"hop_s": settings.hop_s, "max": settings.max, "padding": settings.padding,
+                     "word_end": spans.end},
         "utterances": len(grid), "utterances_cut": int(grid["cut"].sum()),
         "words": len(table), "words_kept": int(status.get("kept", 0)),
         "words_partly_cut": int(status.get("partly_cut", 0)), "words_beyond_cut": int(status.get("beyond_cut", 0)),
@@ -116,15 +154,17 @@ def build(utterances_csv: Path, words_csv: Path, settings: FrameSettings, out: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign frames", description="Word spans on the input-frame grid.")
+    parser = argparse.ArgumentParser(prog="vgsalign testdata-frames", description="Word spans on the input-frame grid.")
     parser.add_argument("--utterances", required=True, type=Path)
     parser.add_argument("--words", required=True, type=Path)
     parser.add_argument("--frames", required=True, help="the frames config slice as JSON")
+    parser.add_argument("--word-spans", required=True, help="the word_spans config slice as JSON")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(FrameSettings, args.frames, where="--frames")
-    report = build(args.utterances, args.words, settings, args.out, args.report)
+    settings = settings_from_json(FrameSettings, args.frames, where="--frames", section="frames")
+    spans = settings_from_json(WordSpanSettings, args.word_spans, where="--word-spans", section="word_spans")
+    report = build(args.utterances, args.words, settings, spans, args.out, args.report)
     print(f"{report['utterances']} utterances ({report['utterances_cut']} cut); words kept {report['words_kept']}, "
           f"partly cut {report['words_partly_cut']}, beyond the cut {report['words_beyond_cut']}")
     return 0
@@ -133,4 +173,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from ..cli import run_main
 
-    raise SystemExit(run_main("frames", main))
+    raise SystemExit(run_main("testdata-frames", main))

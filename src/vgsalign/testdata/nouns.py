@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +32,7 @@ NOUN_COLUMNS = ["utt_id", "image_id", "word_index", "word", "tag", "onset_s", "o
 class NounSettings:
     """The `nouns` config section."""
 
-    tags: list[str] = field(default_factory=lambda: ["NN", "NNS"])
+    tags: list[str]
 
 
 def tag_utterances(words: pd.DataFrame) -> pd.Series:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(NounSettings, args.nouns, where="--nouns")
+    settings = settings_from_json(NounSettings, args.nouns, where="--nouns", section="nouns")
     if not args.tagger.is_file():
         raise InputError(args.tagger, "tagger manifest not found (run the `resources` rule)")
     manifest = json.loads(args.tagger.read_text())

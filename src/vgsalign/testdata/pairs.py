@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(MatchSettings, args.match, where="--match")
+    settings = settings_from_json(MatchSettings, args.match, where="--match", section="match")
     report = build(args.similarities, args.vocab, args.utterances, settings, args.out, args.report)
     print(f"threshold {settings.threshold}: {report['pairs']} pairs in {report['utterances']} utterances; "
           f"{report['nouns_below_threshold']} nouns below")

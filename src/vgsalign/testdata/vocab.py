@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args(argv)
-    settings = settings_from_json(VocabSettings, args.vocab, where="--vocab")
+    settings = settings_from_json(VocabSettings, args.vocab, where="--vocab", section="vocab")
     report = build(args.nouns, args.vectors, settings, args.out, args.report)
     print(f"{settings.policy}: {report['nouns_oov']} unknown nouns, {report['nouns_dropped']} nouns and "
           f"{report['utterances_losing_all_nouns']} utterances dropped")
