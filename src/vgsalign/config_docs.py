@@ -73,7 +73,7 @@ def allowed_values(prop: dict, schema: dict) -> str:
     if kind in ("integer", "number"):
         return " ".join(["an integer" if kind == "integer" else "a number", " and ".join(_number_bounds(prop))]).strip()
     if kind == "string":
-        return f"text matching `{prop['pattern']}`" if "pattern" in prop else "a path" if prop.get("minLength") else "text"
+        return f"text matching `{prop['pattern']}`" if "pattern" in prop else "non-empty text" if prop.get("minLength") else "text"
     if kind == "array":
         low, high = prop.get("minItems"), prop.get("maxItems")
         count = f"{low}" if low == high and low else "one or more" if low == 1 else f"at least {low}" if low else "any number of"
