@@ -119,10 +119,10 @@ def test_dump_streams_a_batch_at_a_time(trained, monkeypatch):
         return block
 
     monkeypatch.setattr(tensors_mod, "read_block", recording)
-    monkeypatch.setattr(tensors_mod, "BATCH_SIZE", 2)
-    monkeypatch.setattr(tensors_mod.dump_tensors, "__defaults__", ("auto", 2))
     small = root / "tensors_small.h5"
-    assert run_dump(root, val, ckpts["matchmap"], "matchmap", pairs, small) == 0
+    n = tensors_mod.dump_tensors(ckpts["matchmap"], pairs, val[0], val[1], tiny_model("matchmap", "sima"),
+                                 FrameSettings(**tiny_frames()), small, device_name="cpu", batch_size=2)
+    assert n == len(TEST_UTTS)
     assert reads and all(n <= 2 for _, n in reads)
     assert sum(n for name, n in reads if name == "logmel") == len(TEST_UTTS)  # each row read once
     with h5py.File(whole, "r") as a, h5py.File(small, "r") as b:
