@@ -96,9 +96,15 @@ def _run_in_workers(job: ScoringJob, chunks: list[list[Unit]], workers: int) -> 
 
         def hand_out(worker: int) -> None:
             index = next(pending, None)
-            conns[worker].send(None if index is None else (index, chunks[index]))
             if index is not None:
                 holding[worker] = index
+            try:
+                conns[worker].send(None if index is None else (index, chunks[index]))
+            except OSError:                       # the worker died between two chunks
+                processes[worker].join(timeout=5)
+                if index is None:
+                    return
+                raise _died(worker, processes[worker], index, chunks, job) from None
 
         for worker in range(workers):
             hand_out(worker)
