@@ -11,6 +11,7 @@ import pytest
 import tests.helpers.corpus as fx
 import tests.helpers.testdata as h
 from vgsalign.errors import InputError
+from vgsalign.settings import settings_from_dict
 from vgsalign.tables import read_table
 from vgsalign.testdata import dataset
 
@@ -19,7 +20,8 @@ def run_step(tmp_path, slice_: dict, speech, coco_root, split="val2014"):
     return subprocess.run(
         ["vgsalign", "testdata-dataset", "--dataset", json.dumps(slice_), "--speech-root", str(speech),
          "--coco-root", str(coco_root), "--split", split, "--out-dir", str(tmp_path / "out"),
-         "--report", str(tmp_path / "out/reports/dataset.json")], capture_output=True, text=True)
+         "--report", str(tmp_path / "out/reports/dataset.json"), "--rejects", str(tmp_path / "out/rejects_dataset.csv")],
+        capture_output=True, text=True)
 
 
 def test_spokencoco_tables_hold_the_fixture_times(tmp_path):
@@ -63,15 +65,15 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 
 def test_spokencoco_needs_its_alignments():
     with pytest.raises(InputError, match="dataset.alignments_root"):
-        dataset.DatasetSettings(source="spokencoco", alignments_root=None)
+        settings_from_dict(dataset.DatasetSettings, {"source": "spokencoco"}, section="dataset")
 
 
 def test_tables_refuse_a_repeated_utterance_id(tmp_path):
     speech = fx.speechcoco_corpus(tmp_path)
-    settings = dataset.DatasetSettings(source="speechcoco", alignments_root=None)
+    settings = settings_from_dict(dataset.DatasetSettings, {"source": "speechcoco"}, section="dataset")
     coco_root = tmp_path / "coco"
     h.write_instances(coco_root / "annotations/instances_val2014.json", images={108505: [], 298817: []})
-    result = dataset.read_split(settings, speech, coco_root, "val2014", on_error="stop")
+    result = dataset.read_split(settings, speech, coco_root, "val2014")
     utterances, words = dataset.tables(result, "val2014")
     assert isinstance(utterances, pd.DataFrame) and len(words) == 8
     result.utterances.append(result.utterances[0])
