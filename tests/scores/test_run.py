@@ -455,3 +455,15 @@ def test_original_random_baseline_is_the_upsampled_uniform_tensor_without_softma
 def test_original_random_baseline_needs_reference_mode(data, tmp_path, capsys):
     assert _run(data, tmp_path / "out", "--mode", "exact", "--random-baseline", "original") == 2
     assert "random_baseline" in capsys.readouterr().err
+
+
+def test_frames_slice_must_agree_with_the_tensor_file(data, tmp_path, capsys):
+    agreeing = json.dumps({"hop_s": 0.01, "max": 512, "padding": "start"})
+    assert _run(data, tmp_path / "ok", "--frames", agreeing) == 0
+    summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert summary["inputs"]["time_mapping"]["sources"]["max_frames"] == "tensor file"
+    assert _run(data, tmp_path / "a", "--frames", json.dumps({"max": 1024})) == 2
+    assert "max_frames 1024" in capsys.readouterr().err
+    assert _run(data, tmp_path / "b", "--frames", json.dumps({"hop": 0.01})) == 2
+    assert "--frames" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
