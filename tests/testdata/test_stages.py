@@ -178,3 +178,22 @@ def test_threshold_edge_and_ties():
     assert pup["category_id"] == 17 and not pup["accepted"]
     assert chosen.columns.tolist() == pairs.PAIR_COLUMNS
     assert chosen.iloc[0][["onset_frame", "offset_frame"]].tolist() == [10, 40]
+
+
+def test_histogram_step_reads_the_match_and_word_vectors_slices(tmp_path):
+    import json
+    import subprocess
+
+    sims = pd.DataFrame({"utt_id": ["u", "u", "v"], "image_id": [1, 1, 2], "word_index": [1, 1, 0],
+                         "word": ["dog", "dog", "car"], "category_id": [18, 67, 3],
+                         "category": ["dog", "dining table", "car"], "similarity": [0.9, 0.2, 0.6]})
+    sims.to_csv(tmp_path / "similarities.csv", index=False)
+    proc = subprocess.run(["vgsalign", "testdata-histogram", "--similarities", str(tmp_path / "similarities.csv"),
+                           "--match", json.dumps({"threshold": 0.5}), "--word-vectors", json.dumps({}),
+                           "--out", str(tmp_path / "h.png")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run(["vgsalign", "testdata-histogram", "--similarities", str(tmp_path / "similarities.csv"),
+                          "--match", json.dumps({"thresh": 0.5}), "--word-vectors", "{}", "--out", str(tmp_path / "x.png")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown setting(s) ['thresh']" in bad.stderr

@@ -172,8 +172,8 @@ rule testdata_histogram:
     output:
         f"{TESTDATA}/similarities.png",
     params:
-        threshold=config["match"]["threshold"],
-        vectors=config["word_vectors"]["source"],
+        match=as_json(config["match"]),
+        word_vectors=as_json(config["word_vectors"]),
         code=code_version("testdata", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
@@ -185,8 +185,8 @@ rule testdata_histogram:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign testdata-histogram --similarities {input.similarities} --threshold {params.threshold}"
-        " --vectors-name {params.vectors} --out {output} 2>&1 | tee {log}"
+        "vgsalign testdata-histogram --similarities {input.similarities} --match {params.match}"
+        " --word-vectors {params.word_vectors} --out {output} 2>&1 | tee {log}"
 
 
 rule testdata_pairs:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..atomic import atomic_path, write_csv, write_json
 from ..errors import InputError
+from ..settings import settings_from_json
 from ..tables import read_table
 
 SIMILARITY_COLUMNS = ["utt_id", "image_id", "word_index", "word", "category_id", "category",
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--report", required=True, type=Path)
     hist = sub.add_parser("histogram")
     hist.add_argument("--similarities", required=True, type=Path)
-    hist.add_argument("--threshold", required=True, type=float)
-    hist.add_argument("--vectors-name", default="")
+    hist.add_argument("--match", required=True, help="the match config slice as JSON (the threshold line)")
+    hist.add_argument("--word-vectors", required=True, help="the word_vectors config slice as JSON (named in the title)")
     hist.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     if args.what == "compute":
@@ -141,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{report['similarities']} similarities for {report['nouns']} nouns; "
               f"{report['labels_unknown']} noun-label pairs with no known label word")
     else:
-        histogram(args.similarities, args.threshold, args.out, args.vectors_name)
+        from ..resources.vectors import VectorSettings
+        from .pairs import MatchSettings
+
+        match = settings_from_json(MatchSettings, args.match, where="--match", section="match")
+        vectors = settings_from_json(VectorSettings, args.word_vectors, where="--word-vectors", section="word_vectors")
+        histogram(args.similarities, match.threshold, args.out, vectors.source)
     return 0
 
 

@@ -30,6 +30,8 @@ def funnel(reports: dict[str, dict]) -> list[tuple[str, int | float | str]]:
     d, f, n, v, lab, s, p = (reports[k] for k in STEPS)
     return [
         ("captions read", d["captions_read"]),
+        # reports written before broken files could be skipped have no count
+        ("caption files rejected (broken, skipped)", d.get("captions_rejected", 0)),
         ("captions dropped while reading", d["captions_dropped"]),
         ("utterances", d["utterances"]),
         ("words", d["words"]),
