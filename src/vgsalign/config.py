@@ -266,8 +266,10 @@ def _audio_frames(c: dict) -> list[str]:
 
 def _frames_max(c: dict) -> list[str]:
     """`frames.max` must be at least 8, the audio branch's time stride (three stride-2
-    max-pools), and a multiple of 8 when `scores.mode` is `reference`, so that every tensor
-    frame stands for a whole number of input frames."""
+    max-pools; fewer input frames than one tensor frame train at chance and leave no test
+    word), and a multiple of 8 when `scores.mode` is `reference`: the reference grid gives
+    each of the frames.max / 8 tensor frames 8 input frames, so with any other length the
+    last tensor frame reaches past the cut and the grid is not the original's."""
     most, stride = c["frames"]["max"], AUDIO_TIME_STRIDE
     if most < stride:
         return [f"frames.max = {most!r}: expected at least {stride}, the audio branch's time stride "
@@ -275,8 +277,8 @@ def _frames_max(c: dict) -> list[str]:
     if c["scores"]["mode"] == "reference" and most % stride:
         lower, upper = most - most % stride, most - most % stride + stride
         return [f"frames.max = {most!r}: expected a multiple of {stride} (e.g. {lower} or {upper}) when "
-                f"scores.mode is 'reference': each tensor frame must stand for a whole number of input "
-                f"frames (or set scores.mode: exact)"]
+                f"scores.mode is 'reference', where each tensor frame stands for {stride} input frames "
+                f"(or set scores.mode: exact)"]
     return []
 
 
