@@ -166,10 +166,10 @@ def test_empty_split_and_missing_images(tmp_path):
     a_files, v_files = write_split(tmp_path, "e", 4, seed=5)
     with h5py.File(a_files[0], "w") as h5:
         h5["utt_id"] = np.array([], dtype=h5py.string_dtype())
-        h5["image_id"] = np.zeros(0, dtype=np.int64)
-        h5["logmel"] = np.zeros((0, 32, 8), dtype=np.float32)
-        h5["n_frames"] = np.zeros(0, dtype=np.int32)
-        h5["pad_frames"] = np.zeros(0, dtype=np.int32)
+        for name, empty in (("image_id", np.zeros(0, dtype=np.int64)), ("logmel", np.zeros((0, 32, 8), dtype=np.float32)),
+                            ("n_frames", np.zeros(0, dtype=np.int32)), ("pad_frames", np.zeros(0, dtype=np.int32))):
+            h5.create_dataset(name, data=empty, maxshape=(None, *empty.shape[1:]), fletcher32=True)
+        h5.attrs["integrity"] = "fletcher32"
     with pytest.raises(InputError, match="split e is empty"):
         load_split("e", a_files, v_files)
     with pytest.raises(InputError, match="0 audio and 1 visual"):

@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..runtime import progress_bar, set_torch_threads
 from ..settings import settings_from_json
 from .curves import plot_curves
-from .device import pick_device
+from .device import autocast, pick_device
 from .data import Batch, check_frames, check_splits_agree, cut_batches, epoch_plan, training_batches
 from .losses import LOSSES, REDUCTIONS, InfoNCE, draw_impostors, triplet_hardest, triplet_random
 from .models import InputShape, ModelSettings, VGSModel, build_model
@@ -46,7 +46,7 @@ from .resume import (CHECKPOINT_FORMAT, RESUME_MODES, fingerprint, load_checkpoi
                      resume_state, save_checkpoint)
 from .retrieval import chance_levels
 from .streaming import ShardedSplit, open_split
-from .validation import EvalSet, autocast, eval_set, evaluate, heldout_images
+from .validation import EvalSet, eval_set, evaluate, heldout_images
 
 __all__ = ["TrainSettings", "FrameSettings", "pick_device", "autocast", "load_checkpoint", "model_from_checkpoint",
            "run_training", "main"]

@@ -15,24 +15,17 @@ captions are evaluated.
 from __future__ import annotations
 
 import hashlib
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .device import autocast
 from .losses import draw_impostors, infonce, triplet_hardest, triplet_random
 from .models import VGSModel
 from .retrieval import full_split_retrieval, pooled_recall_at_10
 from .streaming import ShardedSplit, group_reader, in_order_plan, prefetched
 from .data import cut_batches, epoch_order
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed), full precision on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def heldout_images(image_ids: np.ndarray, share: float) -> np.ndarray:
