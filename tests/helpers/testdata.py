@@ -115,7 +115,7 @@ def make_corpus(root: Path, captions: dict = CAPTIONS) -> tuple[Path, Path]:
     for stem, (image_id, words, end, duration) in captions.items():
         write_caption(speech_root, stem, image_id, words, end, duration)
     write_instances(coco_root / "annotations" / f"instances_{SPLIT}.json")
-    (coco_root / "images" / SPLIT).mkdir(parents=True, exist_ok=True)
+    (coco_root / SPLIT).mkdir(parents=True, exist_ok=True)  # images as MSCOCO 2014 unzips
     return speech_root, coco_root
 
 
