@@ -81,7 +81,7 @@ def test_scatter_plots_show_every_pair_with_its_chance(run):
         fig.canvas.draw()
         for ax, score in zip(fig.axes, scores):
             assert unit in ax.get_xlabel()
-            chance_line, score_line = ax.lines
+            score_line, chance_line = ax.lines
             np.testing.assert_array_equal(score_line.get_xdata(), pairs[column])
             np.testing.assert_array_equal(score_line.get_ydata(), pairs[score])
             np.testing.assert_array_equal(chance_line.get_ydata(), pairs[f"chance_{score}"])

@@ -22,7 +22,7 @@ from .figures import CHANCE_COLOUR, MODEL_COLOUR, RANDOM_COLOUR, SCORE_LABELS
 
 OBJECT_SCORES = ("as_object", "gs_object")
 WORD_SCORES = ("as_word", "gs_word")
-CHANCE_POINTS_COLOUR = "#9a9a9a"
+CHANCE_POINTS_COLOUR = "#3a3a3a"   # dark grey: visible over the blue points
 
 
 def chance_corrected(score, chance):
@@ -82,10 +82,11 @@ def _scatter_panels(pairs: pd.DataFrame, scores: tuple[str, str], x_column: str,
     # many pairs: smaller, fainter points, so that dense regions still show their density
     size, alpha = (4.0, 0.6) if len(pairs) <= 5000 else (1.5, 0.15)
     for ax, s in zip(axes, scores):
-        ax.plot(x, pairs[f"chance_{s}"].to_numpy(dtype=np.float64), ".", ms=size, color=CHANCE_POINTS_COLOUR,
-                alpha=min(1.0, 2 * alpha), label=f"chance (each pair's), n={len(pairs):,}")
         ax.plot(x, pairs[s].to_numpy(dtype=np.float64), ".", ms=size, color=MODEL_COLOUR, alpha=alpha,
                 label=f"{SCORE_LABELS[s]} (model), n={len(pairs):,}")
+        # chance on top: where the model's points sit on it, they hide nothing of it
+        ax.plot(x, pairs[f"chance_{s}"].to_numpy(dtype=np.float64), ".", ms=size * 0.6, color=CHANCE_POINTS_COLOUR,
+                alpha=min(1.0, 3 * alpha), label=f"chance (each pair's), n={len(pairs):,}")
         ax.set_xlabel(x_label)
         ax.set_title(f"{SCORE_LABELS[s]} against {x_label.split(' (')[0]}", fontsize=10)
         ax.set_ylim(-0.02, 1.02)
