@@ -79,3 +79,27 @@ def test_tables_refuse_a_repeated_utterance_id(tmp_path):
     result.utterances.append(result.utterances[0])
     with pytest.raises(InputError, match="occurs twice"):
         dataset.tables(result, "val2014")
+
+
+def test_broken_files_are_skipped_and_counted_until_too_many(tmp_path):
+    speech = fx.speechcoco_corpus(tmp_path)
+    coco_root = tmp_path / "coco"
+    h.write_instances(coco_root / "annotations/instances_val2014.json", images={108505: [(1, 0)], 298817: []})
+    broken = speech / "val2014/json/1_1_V_None_1-0.json"
+    broken.write_text("{not json")
+    skip = {"source": "speechcoco", "on_error": "skip", "max_rejected_share": 0.5}
+    proc = run_step(tmp_path, skip, speech, coco_root)
+    assert proc.returncode == 0, proc.stderr
+    rejects = read_table(tmp_path / "out/rejects_dataset.csv")
+    assert rejects["file"].tolist() == [str(broken)] and rejects["problem"].str.startswith("unreadable caption JSON").all()
+    report = json.loads((tmp_path / "out/reports/dataset.json").read_text())
+    assert (report["captions_rejected"], report["utterances"]) == (1, 2)
+    # 1 of 3 rejected is more than a share of 0.25: the step stops with one line naming the table
+    too_many = run_step(tmp_path, {**skip, "max_rejected_share": 0.25}, speech, coco_root)
+    assert too_many.returncode == 2
+    line = too_many.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert line.startswith("vgsalign testdata-dataset: error: ") and "1 of 3 caption files rejected (33.33%)" in line
+    assert "rejects_dataset.csv" in line and str(broken) in line
+    # stop (the default) names the broken file
+    stop = run_step(tmp_path, {"source": "speechcoco"}, speech, coco_root)
+    assert stop.returncode == 2 and f"{broken}: unreadable caption JSON" in stop.stderr
