@@ -158,7 +158,7 @@ def impulse_receptive_fields(model, shape: InputShape) -> list[tuple[int, int]]:
     return fields
 
 
-@pytest.mark.parametrize("pooling,first_centre", [("torch", 0.5), ("tf_same", 7.5)])
+@pytest.mark.parametrize("pooling,first_centre", [("torch", 0), ("tf_same", 7)])
 def test_time_geometry_matches_the_receptive_fields(pooling, first_centre):
     shape = InputShape(frames=128, n_mels=2, grid_h=2, grid_w=2, channels=3)
     model = positive_audio_branch(pooling, shape)
@@ -170,7 +170,7 @@ def test_time_geometry_matches_the_receptive_fields(pooling, first_centre):
     # away from the edges (where the zero padding clips them) the fields are whole and centred
     for k in range(5, 11):
         low, high = fields[k]
-        assert (low + high + 1) / 2 == geometry.first_centre + 8 * k, (k, fields[k])
+        assert (low + high) / 2 == geometry.first_centre + 8 * k, (k, fields[k])
     # the two poolings differ by 7 input frames (70 ms at a 10 ms hop)
     other = positive_audio_branch("tf_same" if pooling == "torch" else "torch", shape)
     shift = other.time_geometry.first_centre - geometry.first_centre
@@ -180,7 +180,7 @@ def test_time_geometry_matches_the_receptive_fields(pooling, first_centre):
 def test_original_size_offsets():
     shape = InputShape(frames=512, n_mels=40, grid_h=14, grid_w=14, channels=512)
     offsets = {p: build_model(model_settings(pooling=p), shape).time_geometry.offset for p in ("torch", "tf_same")}
-    assert offsets == {"torch": -3.5, "tf_same": 3.5}
+    assert offsets == {"torch": -4, "tf_same": 3}
 
 
 def test_tf_same_pool_windows_by_hand():
@@ -209,8 +209,8 @@ PADDED_SHAPE = InputShape(frames=64, n_mels=8, grid_h=4, grid_w=3, channels=6)
 
 
 @pytest.mark.parametrize("pooling,start,end,expected", [
-    ("torch", 20, 0, [3, 4, 5, 6, 7]),      # centres 8k + 0.5 from 20 on
-    ("tf_same", 20, 0, [2, 3, 4, 5, 6, 7]),  # centres 8k + 7.5
+    ("torch", 20, 0, [3, 4, 5, 6, 7]),      # centres 8k from 20 on
+    ("tf_same", 20, 0, [2, 3, 4, 5, 6, 7]),  # centres 8k + 7
     ("torch", 0, 20, [0, 1, 2, 3, 4, 5]),    # end padding: centres below 44
     ("torch", 60, 0, [7]),                   # 4 frames of speech: the nearest frame
     ("torch", 64, 0, list(range(8))),        # padding only: nothing to tell apart

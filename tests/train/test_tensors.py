@@ -89,7 +89,7 @@ TEST_UTTS = ["val_5011_2", "val_5000_0", "val_5006_1", "val_5000_1", "val_5003_2
 TEST_IMAGES = [5011, 5000, 5006, 5000, 5003, 5008]
 
 
-@pytest.mark.parametrize("name,pooling,offset", [("cnnatt", "torch", -3.5), ("cnnatt_tf", "tf_same", 3.5)])
+@pytest.mark.parametrize("name,pooling,offset", [("cnnatt", "torch", -4.0), ("cnnatt_tf", "tf_same", 3.0)])
 def test_time_mapping_follows_the_pooling(trained, name, pooling, offset):
     root, val, ckpts = trained
     pairs = root / f"pairs_{name}_offset.csv"

@@ -11,15 +11,17 @@ ceil(L / 2) frames, but they place them differently:
   For an even L that is one frame on the right only, so output j pools [2j, 2j + 2],
   centred on input 2j + 1.
 
-The convolutions pad symmetrically (odd kernels) and shift nothing. After three pools the
-centre of tensor frame k is input frame 8k (torch) or 8k + 7 (tf_same, even lengths),
-i.e. the middle of the frame at 8k + 0.5 or 8k + 7.5 with input frame i spanning
-[i, i + 1). The nominal mapping "tensor frame k -> input frames [8k, 8k + 8)" centres on
-8k + 4; the geometry below records the difference as an offset:
+The convolutions pad symmetrically (odd kernels) and shift nothing. Positions are in
+input frames of time (t / hop_s): input frame i is centred at i (vgsalign.features.logmel
+computes centred STFT frames), as the test set's word times are counted. After three
+pools the centre of tensor frame k is input frame 8k (torch) or 8k + 7 (tf_same, even
+lengths). The nominal mapping "tensor frame k -> input frames [8k, 8k + 8)" centres on
+8k + 4; the geometry records the difference as an offset:
 
     tensor frame k covers input frames [offset + k * stride, offset + (k + 1) * stride)
 
-(offset -3.5 for torch, +3.5 for tf_same at the original's 512 frames).
+(offset -4 for torch, +3 for tf_same at the original's 512 frames: 40 ms early or 30 ms
+late against the nominal mapping, 70 ms apart).
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def make_pool(pooling: str) -> nn.Module:
 class TimeGeometry:
     """Receptive-field centres of the tensor frames, in input frames.
 
-    centre(k) = first_centre + k * stride, with input frame i spanning [i, i + 1), so a
-    layer stack that keeps frame positions has first_centre 0.5.
+    centre(k) = first_centre + k * stride, with input frame i centred at i, so a layer stack
+    that keeps frame positions has first_centre 0.
     """
 
     stride: int
@@ -122,7 +124,7 @@ def time_geometry(layers: nn.Sequential, n_input_frames: int) -> tuple[TimeGeome
         stride, length, pad, centre = window
         first += step * (centre - pad)
         step *= stride
-    return TimeGeometry(stride=step, first_centre=first + 0.5), length
+    return TimeGeometry(stride=step, first_centre=first), length
 
 
 def padding_runs(logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
