@@ -358,6 +358,10 @@ def test_input_frames_offset_reference_matches_the_upsampled_oracle(tmp_path, so
 
     data = synthetic_dataset(tmp_path / "d", n_images=3, captions_per_image=2, pairs_per_caption=2,
                              n_frames=16, grid=4, image_size=(30, 40), seed=5)
+    pairs = pd.read_csv(data["pairs"], dtype={"utt_id": str})
+    pairs.loc[0, "offset_frame"] = 500                                   # reaches past the covered 488
+    pairs.loc[1, ["onset_frame", "offset_frame"]] = [495, 505]           # wholly past it
+    pairs.to_csv(data["pairs"], index=False)
     tensors, avt_of = _with_offset(data, tmp_path, -24.0)
     assert _run(data, tmp_path / "out", "--grid", "32", "--softmax", softmax, "--as-word-normalization",
                 normalization, "--on-missing", "error", tensors=tensors) == 0
@@ -379,10 +383,37 @@ def test_input_frames_offset_reference_matches_the_upsampled_oracle(tmp_path, so
     plain = pd.read_csv(tmp_path / "plain" / "pair_scores.csv", dtype={"utt_id": str})
     both = table.merge(plain, on=["utt_id", "word_index"], suffixes=("", "_plain"))
     assert len(both) == len(table) and (both["as_object"] - both["as_object_plain"]).abs().max() > 1e-6
-    # words past the covered frames [-24, 488) are excluded, not clipped
+    # the tensor covers [-24, 488): a word reaching past 488 is clipped to it, one starting there excluded
     pairs = pd.read_csv(data["pairs"])
-    assert summary["counts"]["excluded_by_reason"].get("span_outside_tensor", 0) == int((pairs["offset_frame"] > 488).sum())
-    assert len(table) == len(pairs) - int((pairs["offset_frame"] > 488).sum())
+    past = pairs["offset_frame"] > 488
+    assert summary["counts"]["pairs_clipped_to_tensor"] == int((past & (pairs["onset_frame"] < 488)).sum()) >= 1
+    assert summary["counts"]["excluded_by_reason"] == {"span_outside_tensor": int((pairs["onset_frame"] >= 488).sum())}
+    assert summary["counts"]["excluded_by_reason"]["span_outside_tensor"] >= 1
+
+
+def test_fractional_offset_in_reference_mode_takes_the_frames_whose_centres_it_covers(tmp_path):
+    """The tensor dump's -3.5 (torch pooling): frame k covers [8k - 3.5, 8k + 4.5), so on whole
+    input frames it holds those whose centre t + 0.5 lies there, [8k - 4, 8k + 4)."""
+    from tests.helpers.scores import upsampled_reference_scores
+    from vgsalign.scores.instances import load_instances
+    from vgsalign.scores.masks import reference_mask
+
+    data = synthetic_dataset(tmp_path / "d", n_images=3, captions_per_image=2, pairs_per_caption=2,
+                             n_frames=64, grid=4, image_size=(30, 40), seed=9)
+    tensors, avt_of = _with_offset(data, tmp_path, -3.5)
+    assert _run(data, tmp_path / "out", "--grid", "32", tensors=tensors) == 0
+    table = pd.read_csv(tmp_path / "out" / "pair_scores.csv", dtype={"utt_id": str})
+    mapping = json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"]["time_mapping"]
+    assert mapping["input_frames_offset"] == -4.0 and "-3.5" in mapping["sources"]["input_frames_offset"]
+    instances = load_instances(data["instances"])
+    for _, pair in table.iterrows():
+        mask = reference_mask(category_mask(instances.images[int(pair["image_id"])], int(pair["category_id"])),
+                              32, 0.01)
+        expected = upsampled_reference_scores(avt_of[pair["utt_id"]], int(pair["onset_frame"]),
+                                              int(pair["offset_frame"]), mask, 512, "both", "object",
+                                              input_frames_offset=-4)
+        for score in SCORES:
+            assert pair[score] == pytest.approx(expected[score], rel=1e-9, abs=1e-12), score
 
 
 def test_input_frames_offset_exact_matches_the_supersampled_oracle(tmp_path):
@@ -408,12 +439,6 @@ def test_input_frames_offset_exact_matches_the_supersampled_oracle(tmp_path):
         expected = upsampled_exact_scores(avt_of[pair["utt_id"]], start, end, 2, 64, mask, "none", "object")
         for score in SCORES:
             assert pair[score] == pytest.approx(expected[score], rel=1e-9, abs=1e-12), score
-
-
-def test_fractional_offset_needs_exact_mode(data, tmp_path, capsys):
-    tensors, _ = _with_offset(data, tmp_path, 2.5)
-    assert _run(data, tmp_path / "out", tensors=tensors) == 2
-    assert "input_frames_offset = 2.5" in capsys.readouterr().err
 
 
 def test_original_random_baseline_is_the_upsampled_uniform_tensor_without_softmax(tmp_path):

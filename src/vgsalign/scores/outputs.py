@@ -197,6 +197,8 @@ def build_summary(*, plan: ScoringPlan, scored: Scored, pair_table: pd.DataFrame
             "images_scored": int(pair_table["image_id"].nunique()),
             "categories_scored": int(pair_table["category"].nunique()),
             "pairs_with_zero_attention": int(pair_table["zero_attention"].sum()),
+            # scored with their span clipped to the frames the tensor covers (input_frames_offset)
+            "pairs_clipped_to_tensor": int((plan.clipped & (scored.reason == "")).sum()),
         },
         "overall": overall_summary(pair_table, settings.bootstrap, settings.seed),
         "retrieval": retrieval_figures,

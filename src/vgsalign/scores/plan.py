@@ -12,7 +12,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,11 @@ EXCLUSION_REASONS = {
     "utterance_not_in_tensors": "the pair's utterance has no tensor (--on-missing exclude)",
     "category_not_in_image": "the image has no non-crowd instance of the pair's category",
     "empty_span": "the word span is empty (offset <= onset)",
-    "span_outside_tensor": "the word span reaches outside the time the tensor covers",
+    "span_outside_tensor": "the word span reaches outside the input frames, or lies wholly in the margin "
+                           "that input_frames_offset leaves uncovered",
     "mask_vanishes": "the category mask is empty (reference: nothing left at grid x grid after threshold)",
 }
-# in exact mode a word ending this little past the tensor (float seconds) is clipped, not dropped
+# in exact mode a word ending this little past the input frames (float seconds) is clipped, not dropped
 EXACT_END_TOLERANCE = 1e-6
 
 
@@ -122,20 +122,22 @@ def time_mapping(info: TensorInfo, *, frames_per_tensor_frame: float | None, fra
     )
     if ratio is None:
         ratio, ratio_source = float(max_f) / n_frames, f"max_frames / T ({max_f} / {n_frames})"
-    offset = attrs.get("input_frames_offset", 0.0)
+    recorded = attrs.get("input_frames_offset", 0.0)
     ratio, hop = float(ratio), float(hop)
     if ratio <= 0 or hop <= 0:
         raise InputError(info.path, f"time mapping must be positive (input_frames_per_frame {ratio}, hop_s {hop})")
     try:
-        offset = float(offset)
+        recorded = float(recorded)
     except (TypeError, ValueError):
-        raise InputError(info.path, f"attribute input_frames_offset = {offset!r} is not a number") from None
-    if not math.isfinite(offset):
-        raise InputError(info.path, f"attribute input_frames_offset = {offset} is not finite")
+        raise InputError(info.path, f"attribute input_frames_offset = {recorded!r} is not a number") from None
+    if not math.isfinite(recorded):
+        raise InputError(info.path, f"attribute input_frames_offset = {recorded} is not finite")
+    offset, offset_source = recorded, "tensor file" if "input_frames_offset" in attrs else "default"
     if mode == "reference":
-        if Fraction(offset).limit_denominator(1_000_000).denominator != 1:
-            raise InputError(info.path, f"input_frames_offset = {offset} is not a whole number of input frames; "
-                                        "use mode exact")
+        # whole input frames: each goes to the tensor frame whose span holds its centre t + 0.5
+        offset = float(math.ceil(recorded - 0.5))
+        if offset != recorded:
+            offset_source += f" ({recorded}; reference mode: the input frames whose centres it covers)"
         try:
             covered = float(reference_input_frames(n_frames, ratio))
         except ValueError as err:
@@ -146,8 +148,7 @@ def time_mapping(info: TensorInfo, *, frames_per_tensor_frame: float | None, fra
         n_tensor_frames=n_frames, input_frames_per_frame=ratio, input_frames_offset=offset, hop_s=hop,
         n_input_frames=covered,
         sources={"input_frames_per_frame": ratio_source, "hop_s": hop_source, "max_frames": max_source,
-                 "max_frames_value": str(max_f),
-                 "input_frames_offset": "tensor file" if "input_frames_offset" in attrs else "default"},
+                 "max_frames_value": str(max_f), "input_frames_offset": offset_source},
     )
 
 
@@ -232,7 +233,7 @@ class ScoringJob:
     utt_ids: np.ndarray                    # per pair
     image_ids: np.ndarray
     category_ids: np.ndarray
-    starts: np.ndarray                     # word span in input frames from the tensor's first frame
+    starts: np.ndarray                     # word span in input frames from the tensor's first covered frame
     ends: np.ndarray
     preloaded: np.ndarray | None = None    # a .mat file's tensors, read once before the workers start
 
@@ -246,21 +247,40 @@ class ScoringPlan:
     pairs_path: str
     pairs: pd.DataFrame
     reason: np.ndarray                     # per pair: "" to score, else why it is excluded
+    clipped: np.ndarray                    # per pair: its span reaches into the margin no tensor frame covers
     job: ScoringJob
     chunks: list[list[Unit]]
 
 
 def _word_spans(pairs: pd.DataFrame, timing: TimeMapping, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each word's [start, end) in input frames counted from the tensor's first covered frame."""
+    """Each word's [start, end) in padded input frames (whole frames in reference mode)."""
     if mode == "reference":
-        starts = pairs["onset_frame"].to_numpy(dtype=np.int64) - int(round(timing.input_frames_offset))
-        ends = pairs["offset_frame"].to_numpy(dtype=np.int64) - int(round(timing.input_frames_offset))
-        return starts, ends
-    pad = pairs["pad_frames"].to_numpy(dtype=np.float64) - timing.input_frames_offset
-    starts = pad + pairs["onset_s"].to_numpy(dtype=np.float64) / timing.hop_s
-    ends = pad + pairs["offset_s"].to_numpy(dtype=np.float64) / timing.hop_s
-    near = (ends > timing.n_input_frames) & (ends <= timing.n_input_frames + EXACT_END_TOLERANCE)
-    return starts, np.where(near, timing.n_input_frames, ends)
+        return pairs["onset_frame"].to_numpy(dtype=np.int64), pairs["offset_frame"].to_numpy(dtype=np.int64)
+    pad = pairs["pad_frames"].to_numpy(dtype=np.float64)
+    return (pad + pairs["onset_s"].to_numpy(dtype=np.float64) / timing.hop_s,
+            pad + pairs["offset_s"].to_numpy(dtype=np.float64) / timing.hop_s)
+
+
+def _spans_on_tensor(starts: np.ndarray, ends: np.ndarray, timing: TimeMapping, reason: np.ndarray,
+                     mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Word spans counted from the tensor's first covered input frame, clipped to what it covers.
+
+    The tensor covers [o, o + L). A word must lie within [min(0, o), max(0, o) + L): the
+    input frames, widened by the |o| frames the offset moves past one end; the part of it
+    in that margin, which no tensor frame covers, is clipped. Marks the reasons of the
+    words that cannot be scored; returns (starts, ends, clipped)."""
+    offset, length = timing.input_frames_offset, timing.n_input_frames
+    low, high = min(0.0, offset), max(0.0, offset) + length
+    if mode == "exact":     # a word ending a hair past the end (float seconds) is clipped, not dropped
+        ends = np.where((ends > high) & (ends <= high + EXACT_END_TOLERANCE), high, ends)
+    reason[(reason == "") & (ends <= starts)] = "empty_span"
+    reason[(reason == "") & ((starts < low) | (ends > high))] = "span_outside_tensor"
+    if mode == "reference":
+        offset, length = int(offset), int(length)
+    local_starts, local_ends = np.clip(starts - offset, 0, length), np.clip(ends - offset, 0, length)
+    reason[(reason == "") & (local_ends <= local_starts)] = "span_outside_tensor"
+    clipped = (reason == "") & ((local_starts != starts - offset) | (local_ends != ends - offset))
+    return local_starts, local_ends, clipped
 
 
 def _tensor_rows(info: TensorInfo, pairs: pd.DataFrame, reason: np.ndarray, on_missing: str,
@@ -316,12 +336,12 @@ def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, in
     reason = np.array([""] * len(pairs), dtype=object)
     rows = _tensor_rows(info, pairs, reason, on_missing, pairs_csv)
     _check_tensor_metadata(info, pairs, rows)
-    starts, ends = _word_spans(pairs, timing, settings.mode)
-    reason[(reason == "") & (ends <= starts)] = "empty_span"
-    reason[(reason == "") & ((starts < 0) | (ends > timing.n_input_frames))] = "span_outside_tensor"
+    starts, ends, clipped = _spans_on_tensor(*_word_spans(pairs, timing, settings.mode), timing, reason,
+                                             settings.mode)
     annotated = np.array([c in instances.images[i].segmentations for i, c in zip(image_ids, category_ids)],
                          dtype=bool)
     reason[(reason == "") & ~annotated] = "category_not_in_image"
+    clipped &= reason == ""
 
     ok = np.flatnonzero(reason == "")
     needed: dict[int, set[int]] = {}
@@ -335,4 +355,5 @@ def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, in
         preloaded=load_mat(Path(info.path)) if info.format == "mat" else None,
     )
     chunks = _chunks(rows, image_ids, ok, info, pairs_csv, chunk_utterances)
-    return ScoringPlan(pairs_path=str(pairs_csv), pairs=pairs, reason=reason, job=job, chunks=chunks)
+    return ScoringPlan(pairs_path=str(pairs_csv), pairs=pairs, reason=reason, clipped=clipped, job=job,
+                       chunks=chunks)
