@@ -187,3 +187,15 @@ def test_damaged_audio_shard_is_named(trained):
         run_dump(root, val, ckpts["cnnatt"], "cnnatt", pairs, root / "y.h5", audio=[damaged, *val[0][1:]])
     assert str(damaged) in str(err.value)
     assert not (root / "y.h5").exists()
+
+
+def test_checkpoint_without_the_pooling_setting_is_refused(trained, tmp_path):
+    root, val, ckpts = trained
+    state = torch.load(ckpts["cnnatt"], map_location="cpu", weights_only=True)
+    del state["model_settings"]["pooling"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    pairs = tmp_path / "pairs.csv"
+    write_pairs(pairs, ["val_5000_0"], [5000])
+    with pytest.raises(InputError, match=r"no model setting\(s\) \['pooling'\].*retrain"):
+        run_dump(root, val, old, "cnnatt", pairs, tmp_path / "t.h5")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,10 @@ def read_features(image_ids: np.ndarray, where: dict[int, tuple[str, int]], shar
 
 def checked_model(checkpoint: str | Path, model_settings: ModelSettings, frames: FrameSettings) -> tuple[VGSModel, dict]:
     state = load_checkpoint(checkpoint, model_settings.arch)
+    unrecorded = sorted({f.name for f in dataclasses.fields(ModelSettings)} - set(state["model_settings"]))
+    if unrecorded:
+        raise InputError(checkpoint, f"checkpoint records no model setting(s) {unrecorded} "
+                                     "(written by an older vgsalign); retrain it")
     model = model_from_checkpoint(state, checkpoint, model_settings)
     recorded = state["frames"]
     if recorded["max"] != frames.max or recorded["padding"] != frames.padding or abs(recorded["hop_s"] - frames.hop_s) > 1e-12:
