@@ -61,6 +61,7 @@ rule report_html:
         instances=[] if IS_DEMO else instances_json(SPLITS["test"]),
         # what the stages that read the corpus left out (on_error: skip), counted on the page
         rejects=[
+            rules.testdata_dataset.output.rejects,
             *expand(rules.features_images.output.rejects, split=USED_SPLITS),
             *expand(rules.features_captions.output.rejects, split=USED_SPLITS),
         ],
