@@ -46,19 +46,20 @@ def test_plan_refuses_a_changed_corpus_and_captions_of_unknown_images(tmp_path):
 def test_captions_of_a_skipped_image_leave_the_plan(tmp_path):
     corpus = make_corpus(tmp_path, n_images=6)
     image_dir = corpus["coco_root"] / "images/val2014"
-    broken, missing = sorted(image_dir.glob("*.jpg"))[1:3]
+    broken, missing, truncated = sorted(image_dir.glob("*.jpg"))[1:4]
     broken.write_bytes(b"not an image at all")
     missing.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:-800])  # a whole header, the data cut off
     with pytest.raises(InputError, match="cannot read image") as err:
         build_plan(tmp_path, corpus)
-    assert broken.name in str(err.value) and "and 1 more" in str(err.value)
+    assert broken.name in str(err.value) and "and 2 more" in str(err.value)
     paths = build_plan(tmp_path, corpus, on_error="skip", max_rejected_share=0.5)
     image_rejects = pd.read_csv(paths["images_rejected"])
-    assert sorted(image_rejects["path"]) == sorted([str(broken), str(missing)])
+    assert sorted(image_rejects["path"]) == sorted([str(broken), str(missing), str(truncated)])
     skipped = set(image_rejects["id"])
     captions, caption_rejects = pd.read_csv(paths["captions"]), pd.read_csv(paths["captions_rejected"])
-    assert not skipped & set(captions["image_id"]) and len(captions) == 8
-    assert len(caption_rejects) == 4 and all("was rejected" in p for p in caption_rejects["problem"])
+    assert not skipped & set(captions["image_id"]) and len(captions) == 6
+    assert len(caption_rejects) == 6 and all("was rejected" in p for p in caption_rejects["problem"])
     # the images stay in the plan (the shard count is fixed before any job runs)
     assert len(pd.read_csv(paths["images"])) == 6
 

@@ -189,13 +189,13 @@ def test_a_dead_decoding_worker_fails_the_step_fast_naming_the_shard(tmp_path, m
 
 
 def test_bad_images_stop_or_are_listed_and_random_weights_are_marked(tmp_path):
-    """Images that open but do not decode are found only here (the plan reads headers)."""
+    """Files damaged after the plan checked them are found again by the visual step."""
     corpus = make_corpus(tmp_path, n_images=4)
     image_dir = corpus["coco_root"] / "images/val2014"
     first, second = sorted(image_dir.glob("*.jpg"))[:2]
-    first.write_bytes(first.read_bytes()[:-800])  # a whole header, the data cut off: passes the plan
     paths = build_plan(tmp_path, corpus)
-    second.unlink()  # deleted after the plan
+    first.write_bytes(first.read_bytes()[:-800])  # the data cut off
+    second.unlink()
     out = tmp_path / "shard_00000.h5"
     with pytest.raises(InputError, match="cannot read image") as err:
         extract_visual(paths, corpus, out, visual=RANDOM_VGG)

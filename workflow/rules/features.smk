@@ -42,6 +42,7 @@ rule features_images:
         code=code_version("features", "corpus"),
     wildcard_constraints:
         split="|".join(USED_SPLITS),
+    threads: 2
     resources:
         mem_mb=JOB_SIZES["features_index"].mem_mb,
         runtime=JOB_SIZES["features_index"].runtime,
@@ -53,7 +54,7 @@ rule features_images:
         "../../envs/vgsalign.yaml"
     shell:
         "vgsalign features-images --instances {params.instances} --image-dir {params.image_dir}"
-        " --features {params.features} --expected-shards {params.n_shards}"
+        " --features {params.features} --expected-shards {params.n_shards} --threads {threads}"
         " --out {output.images} --rejects {output.rejects} 2>&1 | tee {log}"
 
 

@@ -11,8 +11,8 @@ images step checks that the corpus still has the planned number of images.
 
 Steps (`vgsalign features-images`, `vgsalign features-captions`):
 - images.csv (shard, position, image_id, file_name, width, height) lists every image of
-  the plan; each image file is opened (header only) so that a missing or unreadable one
-  is found here, before any caption is planned: it stops the step, or with
+  the plan; each image file is decoded (JPEG at reduced scale) so that a missing,
+  truncated or corrupt one is found here, before any caption is planned: it stops the step, or with
   `features.on_error: skip` goes to images_rejected.csv (id, path, problem);
 - captions.csv (shard, utt_id, image_id, wav) lists the captions whose image is usable,
   in image order; captions of an unknown or rejected image go to captions_rejected.csv,
@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -39,8 +40,13 @@ from PIL import Image
 
 from ..atomic import write_csv, write_json
 from ..errors import InputError
+from ..runtime import progress
 from ..settings import settings_from_json
 from .shard_writer import REJECT_COLUMNS
+
+# images are checked by decoding them small (JPEG draft mode: reduced scale, every byte still
+# read); about 860 COCO-sized JPEGs per CPU-second here, a COCO split in about a minute on 2 threads
+PROBE_SIZE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,20 +133,29 @@ def order_index(images: pd.DataFrame, settings: ShardingSettings) -> pd.DataFram
     return images
 
 
-def probe_images(images: pd.DataFrame, image_dir: str | os.PathLike) -> list[dict]:
-    """Images whose file is missing or does not open as an image (header only: cheap)."""
-    problems = []
-    for row in images.itertuples(index=False):
-        path = Path(image_dir) / row.file_name
-        if not path.is_file():
-            problems.append({"id": row.image_id, "path": str(path), "problem": "image file not found"})
-            continue
-        try:
-            with Image.open(path) as image:
-                image.size  # noqa: B018 (reading the header is the check)
-        except Exception as err:  # PIL raises many types for a corrupt file
-            problems.append({"id": row.image_id, "path": str(path), "problem": f"cannot read image ({type(err).__name__}: {err})"})
-    return problems
+def probe_image(path: Path) -> str | None:
+    """Why an image cannot be used, or None: the file is decoded whole, at reduced scale
+    where the format allows (JPEG draft mode: every byte is still read and entropy-decoded,
+    at a fraction of the cost), so a truncated or corrupt file is found here."""
+    if not path.is_file():
+        return "image file not found"
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (PROBE_SIZE, PROBE_SIZE))
+            image.load()
+    except Exception as err:  # PIL raises many types for a corrupt file
+        return f"cannot read image ({type(err).__name__}: {err})"
+    return None
+
+
+def probe_images(images: pd.DataFrame, image_dir: str | os.PathLike, threads: int = 1) -> list[dict]:
+    """The images whose file is missing or does not decode (in `threads` threads: PIL
+    releases the GIL while decoding)."""
+    paths = [Path(image_dir) / name for name in images["file_name"]]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        found = list(progress(pool.map(probe_image, paths), total=len(paths), desc="image files", unit="img"))
+    return [{"id": image_id, "path": str(path), "problem": problem}
+            for image_id, path, problem in zip(images["image_id"], paths, found) if problem is not None]
 
 
 # ------------------------------------------------------------------ captions
@@ -242,7 +257,7 @@ def images_step(args: argparse.Namespace, settings: ShardingSettings) -> None:
         raise InputError(args.instances, f"{len(images)} images make {planned} shards, but the workflow planned "
                                          f"{args.expected_shards}; the corpus changed since the plan: run snakemake again")
     index = order_index(images, settings)
-    problems = handle_problems(probe_images(index, args.image_dir), settings.on_error)
+    problems = handle_problems(probe_images(index, args.image_dir, args.threads), settings.on_error)
     check_rejected_share(len(problems), len(index), settings, "images", args.instances)
     write_csv(pd.DataFrame(problems, columns=REJECT_COLUMNS), args.rejects)
     write_csv(index, args.out)
@@ -270,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     images_cmd.add_argument("--image-dir", required=True, help="folder holding the split's image files")
     images_cmd.add_argument("--features", required=True, help="the features config section as JSON")
     images_cmd.add_argument("--expected-shards", type=int, required=True, help="shard count the workflow planned")
+    images_cmd.add_argument("--threads", type=int, default=1, help="image files checked in parallel")
     images_cmd.add_argument("--out", required=True, help="images.csv")
     images_cmd.add_argument("--rejects", required=True, help="images_rejected.csv: images left out and why")
     captions_cmd = sub.add_parser("captions", help="put each caption of a split in its image's shard")
