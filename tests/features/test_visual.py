@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers.features import build_plan, extract_visual, make_corpus
+from tests.helpers.features import build_plan, extract_audio, extract_visual, make_corpus
 from vgsalign.cli import run_main
 from vgsalign.errors import InputError
 from vgsalign.features import backbones, shards
@@ -207,3 +207,21 @@ def test_bad_images_stop_or_are_listed_and_random_weights_are_marked(tmp_path):
         assert h5.attrs["n_rejected"] == 2 and len(h5["image_id"]) == 2
         assert h5.attrs["random_weights"] and h5.attrs["weights_sha256"] == ""
         assert h5["features"].shape == (2, 14, 14, 512)
+
+
+def test_training_opens_a_split_with_a_skipped_image(tmp_path):
+    """on_error skip on an image: its captions leave the plan, so training finds an image for every caption."""
+    from vgsalign.train.streaming import open_split
+
+    corpus = make_corpus(tmp_path, n_images=6)
+    skipped = sorted(corpus["coco_root"].glob("images/val2014/*.jpg"))[1]
+    skipped.write_bytes(b"no image")
+    paths = build_plan(tmp_path, corpus, on_error="skip", max_rejected_share=0.5)
+    audio = [tmp_path / f"audio/shard_{k:05d}.h5" for k in range(paths["n_shards"])]
+    visual = [tmp_path / f"visual/shard_{k:05d}.h5" for k in range(paths["n_shards"])]
+    for k in range(paths["n_shards"]):
+        assert extract_audio(paths, k, audio[k], on_error="skip", max_rejected_share=0.5) == 0
+        assert extract_visual(paths, corpus, visual[k], shard=k, visual=RANDOM_VGG, on_error="skip",
+                              max_rejected_share=0.5) == 0
+    split = open_split("val2014", audio, visual)
+    assert split.n_captions == 10 and split.n_images == 5
