@@ -387,15 +387,17 @@ def test_rejects_are_counted_per_stage(built, run):
     assert tables == {"testdata/rejects_dataset.csv": 2, f"features/index/{SPLIT}/images_rejected.csv": 2,
                       f"features/index/{SPLIT}/captions_rejected.csv": 2}
     assert {k: v for k, v in shown.items() if k in tables} == tables
-    # the shards' own counts (n_rejected) are rows as well, 0 here
-    assert sorted(v for k, v in shown.items() if k not in tables) == [0, 0]
+    # the shards' own counts (n_rejected) and the annotations the scores skipped are rows as well, 0 here
+    others = {k: v for k, v in shown.items() if k not in tables}
+    assert others == {"1 audio feature shard(s) (n_rejected)": 0, "1 visual feature shard(s) (n_rejected)": 0,
+                      "scores/summary.json (annotations_skipped)": 0}
     rejects = built["html"][built["html"].index('<table id="rejects">'):]
     assert "testdata" in rejects and "wav file not found" in rejects and "cannot identify image file" in rejects
 
 
 def test_no_rejects_no_notice(run, tmp_path):
     from vgsalign.report.notices import rejects_notices
-    from vgsalign.report.results import RejectCount, reject_table_count
+    from vgsalign.report.results import RejectCount, count_rejects, reject_table_count
 
     empty = tmp_path / "testdata" / "rejects_dataset.csv"
     empty.parent.mkdir()
@@ -407,6 +409,11 @@ def test_no_rejects_no_notice(run, tmp_path):
     assert reject_table_count(empty, tmp_path).count == 0
     notice, = rejects_notices([count, RejectCount("features", "a.csv", 3, "x"), RejectCount("features", "b", 1)])
     assert notice.level == "warning" and notice.title.startswith("4 item(s)") and "features 4" in notice.title
+    # annotations the scores skipped, from scores/summary.json's counts
+    skipped = {"annotations_skipped": {"polygon": 2, "rle": 1}, "annotations_skipped_examples": ["ann 7: bad polygon"]}
+    *_, scores = count_rejects([], tmp_path, [], [], skipped)
+    assert scores == RejectCount("scores", "scores/summary.json (annotations_skipped)", 3, "ann 7: bad polygon")
+    assert count_rejects([], tmp_path, [], [], {}) == []
 
 
 def test_page_renders_in_headless_chromium(built, tmp_path):

@@ -129,6 +129,7 @@ def read_results(inputs: ReportInputs) -> Results:
                         for k in ("mean", "ci_low", "ci_high")]
     audio_attrs = [(Path(p), shard_attrs(Path(p))) for p in inputs.audio]
     visual_attrs = [(Path(p), shard_attrs(Path(p))) for p in inputs.visual]
+    scores_summary = read_json(inputs.scores / "summary.json", ("options", "inputs", "counts", "overall"))
     return Results(
         testdata_summary=read_json(inputs.testdata / "summary.json", ("funnel", "threshold")),
         similarities=read_columns(inputs.testdata / "similarities.csv",
@@ -141,7 +142,7 @@ def read_results(inputs: ReportInputs) -> Results:
             *[f"r{k}_{d}" for k in (1, 5, 10) for d in ("a2i", "i2a")])),
         retrieval=read_json(inputs.train / "retrieval.json",
                             ("image_retrieval_from_captions", "caption_retrieval_from_images", "pooled_r10")),
-        scores_summary=read_json(inputs.scores / "summary.json", ("options", "inputs", "counts", "overall")),
+        scores_summary=scores_summary,
         categories=read_table(inputs.scores / "category_scores.csv",
                               required=("category", "n_pairs", "n_utterances", "mean_mask_area_share",
                                         "mean_word_duration_s", *interval_columns,
@@ -157,7 +158,7 @@ def read_results(inputs: ReportInputs) -> Results:
         excluded=read_columns(inputs.scores / "excluded_pairs.csv", required=("utt_id", "reason")),
         audio_attrs=audio_attrs,
         visual_attrs=visual_attrs,
-        rejects=count_rejects(inputs.rejects, inputs.results, audio_attrs, visual_attrs),
+        rejects=count_rejects(inputs.rejects, inputs.results, audio_attrs, visual_attrs, scores_summary["counts"]),
     )
 
 
@@ -165,14 +166,19 @@ def read_results(inputs: ReportInputs) -> Results:
 
 
 def count_rejects(tables: Sequence[Path], results: Path, audio_attrs: list[tuple[Path, dict]],
-                  visual_attrs: list[tuple[Path, dict]]) -> list[RejectCount]:
-    """Items left out per stage: one row per rejects table, and the feature shards' own
-    counts (`n_rejected`, the items listed in each shard's `rejects` group)."""
+                  visual_attrs: list[tuple[Path, dict]], score_counts: dict) -> list[RejectCount]:
+    """Items left out per stage: one row per rejects table, the feature shards' own counts
+    (`n_rejected`, the items listed in each shard's `rejects` group), and the annotations
+    the scores skipped (scores.on_error: skip; scores/summary.json)."""
     counts = [reject_table_count(Path(path), results) for path in tables]
     for modality, shards in (("audio", audio_attrs), ("visual", visual_attrs)):
         if shards:
             n = sum(int(attrs.get("n_rejected", 0) or 0) for _, attrs in shards)
             counts.append(RejectCount("features", f"{len(shards)} {modality} feature shard(s) (n_rejected)", n))
+    if "annotations_skipped" in score_counts:
+        examples = score_counts.get("annotations_skipped_examples") or [""]
+        counts.append(RejectCount("scores", "scores/summary.json (annotations_skipped)",
+                                  sum(int(n) for n in score_counts["annotations_skipped"].values()), str(examples[0])))
     return counts
 
 
