@@ -122,3 +122,13 @@ def test_compressed_shards_round_trip(tmp_path, compression, dtype):
         assert h5["logmel"].fletcher32 and h5["logmel"].chunks == (1, 64, 40) and h5["utt_id"].fletcher32
         assert h5["logmel"].compression == (None if compression == "none" else compression)
         assert h5.attrs["compression"] == compression
+
+
+def test_kept_rows_compacts_in_place_without_a_copy():
+    from vgsalign.features.shard_writer import kept_rows
+
+    values = np.arange(6 * 3, dtype=np.float32).reshape(6, 3)
+    keep = np.array([False, True, True, False, False, True])
+    expected = values[keep].copy()
+    kept = kept_rows(values, keep)
+    assert np.array_equal(kept, expected) and np.shares_memory(kept, values)

@@ -29,7 +29,7 @@ from ..runtime import progress_bar
 from ..settings import settings_from_json
 from .logmel import PAD_VALUE, GridSettings, LogMelSettings, load_audio, logmel_librosa, logmel_torch, place_on_grid
 from .plan import ShardingSettings, handle_problems
-from .shard_writer import remove_leftovers, write_shard
+from .shard_writer import kept_rows, remove_leftovers, write_shard
 
 CHUNK = 64  # captions handed to the thread pool at a time
 # torch.stft one caption at a time: ~10x librosa's speed per CPU-second here and equal within
@@ -95,7 +95,7 @@ def extract(captions: pd.DataFrame, audio: LogMelSettings, grid: GridSettings, o
     datasets = {
         "utt_id": captions["utt_id"].to_numpy(dtype=object)[keep],
         "image_id": captions["image_id"].to_numpy(dtype=np.int64)[keep],
-        "logmel": logmel[keep], "n_frames": n_frames[keep], "pad_frames": pad_frames[keep],
+        "logmel": kept_rows(logmel, keep), "n_frames": n_frames[keep], "pad_frames": pad_frames[keep],
     }
     return datasets, rejects, silent
 

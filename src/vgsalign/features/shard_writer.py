@@ -77,6 +77,16 @@ def write_shard(path: str | os.PathLike, datasets: dict[str, np.ndarray], attrs:
             h5.attrs["vgsalign_version"] = __version__
 
 
+def kept_rows(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The rows of `values` where `keep`, moved to the front in place and returned as a view:
+    a shard's big array is never copied whole (values[keep] would double its memory)."""
+    rows = np.flatnonzero(keep)
+    for position, row in enumerate(rows):
+        if position != row:
+            values[position] = values[row]
+    return values[: len(rows)]
+
+
 def remove_leftovers(out: str | os.PathLike) -> list[Path]:
     """Delete the temporary files a killed run of this output left beside it; return them."""
     out = Path(out)

@@ -37,7 +37,7 @@ from ..runtime import progress_bar, set_torch_threads
 from ..settings import settings_from_dict, settings_from_json
 from .backbones import BackboneSpec, load_backbone, normalise
 from .plan import ShardingSettings, handle_problems
-from .shard_writer import remove_leftovers, write_shard
+from .shard_writer import kept_rows, remove_leftovers, write_shard
 
 RESIZE = "PIL bilinear, whole image to the input square (aspect ratio not kept)"
 CHANNEL_ORDERS = ("rgb", "bgr")  # bgr: channels reversed from the weights' order (the original)
@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split, "shard_index": args.shard, "n_shards": args.n_shards, "n_items": int(keep.sum()),
         "device": device.type, "amp": str(amp).replace("torch.", "") if amp else "none",
     }
-    datasets = {"image_id": image_ids[keep], "features": features[keep], "width": width[keep], "height": height[keep]}
+    datasets = {"image_id": image_ids[keep], "features": kept_rows(features, keep), "width": width[keep],
+                "height": height[keep]}
     write_shard(Path(args.out), datasets, attrs, rejects, compression=sharding.compression)
     print(f"{args.out}: {int(keep.sum())} images, {len(rejects)} rejected, backbone {settings.backbone}"
           f"{' (RANDOM weights)' if loaded.random_weights else ''}, device {device.type}")
