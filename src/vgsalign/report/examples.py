@@ -171,6 +171,45 @@ def _load_image(path: Path, height: int, width: int) -> np.ndarray:
     return rgb
 
 
+def _pair_maps(avt: np.ndarray, pair: dict, coco, instances_json, options: dict, mapping: dict, grid: tuple[int, int]):
+    """The pair's annotations and what the scores measured of its tensor (T, H*W): the
+    spatial and temporal shares, the tensor frame edges and each cell's share in the mask."""
+    image_id, category_id = int(pair["image_id"]), int(pair["category_id"])
+    if image_id not in coco.imgs:
+        raise InputError(instances_json, f"image {image_id} of pair_scores.csv is not in the instances file")
+    annotations = _image_annotations(coco, image_id)
+    regions = build_image_regions(annotations, [category_id], options["mode"], grid[0], grid[1],
+                                  int(options["grid"]), float(options["mask_threshold"]))
+    mask_weights = regions.weights[:, regions.own_column(category_id)]
+    word_weights, frame_totals, edges = frame_weights(pair, avt.shape[0], mapping, options["mode"])
+    spatial, temporal = attention_shares(avt, options["softmax"], word_weights, frame_totals,
+                                         mask_weights, regions.cell_totals)
+    return annotations, spatial, temporal, edges, mask_weights / regions.cell_totals
+
+
+def _audio_of(audio: ShardReader, utt: str, pair: dict) -> tuple[np.ndarray, int]:
+    """The audio part of the utterance's log-mel input and its padding frames."""
+    try:
+        item = audio.get(utt)
+    except KeyError:
+        raise InputError(audio.paths[0], f"utterance {utt!r} is not in the audio shards "
+                                         f"({len(audio.paths)} files)") from None
+    pad = int(item["pad_frames"])
+    if pad != int(pair["pad_frames"]):
+        raise InputError(audio.paths[0], f"utterance {utt!r}: pad_frames {pad} in the shard, "
+                                         f"{int(pair['pad_frames'])} in pair_scores.csv")
+    return np.asarray(item["logmel"], dtype=np.float32)[pad:pad + int(item["n_frames"])], pad
+
+
+def _similarity(pairs: pd.DataFrame | None, pair: dict) -> float | None:
+    """The word-category similarity of pairs.csv, if given."""
+    if pairs is None:
+        return None
+    match = pairs[(pairs["utt_id"] == str(pair["utt_id"])) & (pairs["word_index"] == int(pair["word_index"]))
+                  & (pairs["category"] == pair["category"])]
+    return float(match["similarity"].iloc[0]) if len(match) else None
+
+
 def load_examples(
     choices: Sequence[ExampleChoice],
     pair_scores: pd.DataFrame,
@@ -190,8 +229,7 @@ def load_examples(
     words = rows_of_utterances(words_csv, wanted, ["utt_id", "word_index", "word", "onset_s", "offset_s"])
     pairs = None if pairs_csv is None else rows_of_utterances(pairs_csv, wanted, ["utt_id", "word_index", "category",
                                                                                  "similarity"])
-    options = scores_summary["options"]
-    inputs = scores_summary["inputs"]
+    options, inputs = scores_summary["options"], scores_summary["inputs"]
     mapping = inputs["time_mapping"]
     info = inspect_tensors(tensors, inputs.get("utt_ids"))
     if list(info.shape[1:]) != list(inputs["tensor_shape"][1:]):
@@ -199,60 +237,31 @@ def load_examples(
                                   f"{tuple(inputs['tensor_shape'])}; rerun the scores")
     _, n_tensor_frames, grid_h, grid_w = info.shape
     row_of = {u: i for i, u in enumerate(info.utt_ids)}
-    reader = TensorReader(info)
-    audio = ShardReader(audio_shards, key="utt_id")
+    reader, audio = TensorReader(info), ShardReader(audio_shards, key="utt_id")
+    hop = float(mapping["hop_s"])
     examples = []
     try:
         for choice in choices:
             pair = pair_scores.iloc[choice.row].to_dict()
-            utt, image_id, category_id = str(pair["utt_id"]), int(pair["image_id"]), int(pair["category_id"])
+            utt, category_id = str(pair["utt_id"]), int(pair["category_id"])
             if utt not in row_of:
                 raise InputError(tensors, f"no tensor for utterance {utt!r} of pair_scores.csv")
             avt = reader.read(np.array([row_of[utt]]))[0].reshape(n_tensor_frames, grid_h * grid_w)
-
-            if image_id not in coco.imgs:
-                raise InputError(instances_json, f"image {image_id} of pair_scores.csv is not in the instances file")
-            annotations = _image_annotations(coco, image_id)
-            regions = build_image_regions(annotations, [category_id], options["mode"], grid_h, grid_w,
-                                          int(options["grid"]), float(options["mask_threshold"]))
-            mask_weights = regions.weights[:, regions.own_column(category_id)]
-            word_weights, frame_totals, edges = frame_weights(pair, n_tensor_frames, mapping, options["mode"])
-            spatial, temporal = attention_shares(avt, options["softmax"], word_weights, frame_totals,
-                                                 mask_weights, regions.cell_totals)
-
-            try:
-                item = audio.get(utt)
-            except KeyError:
-                raise InputError(audio.paths[0], f"utterance {utt!r} is not in the audio shards "
-                                                 f"({len(audio.paths)} files)") from None
-            pad = int(item["pad_frames"])
-            if pad != int(pair["pad_frames"]):
-                raise InputError(audio.paths[0], f"utterance {utt!r}: pad_frames {pad} in the shard, "
-                                                 f"{int(pair['pad_frames'])} in pair_scores.csv")
-            n_frames = int(item["n_frames"])
-            hop = float(mapping["hop_s"])
-
-            file_name = coco.imgs[image_id]["file_name"]
-            similarity = None
-            if pairs is not None:
-                match = pairs[(pairs["utt_id"] == utt) & (pairs["word_index"] == int(pair["word_index"]))
-                              & (pairs["category"] == pair["category"])]
-                similarity = float(match["similarity"].iloc[0]) if len(match) else None
+            annotations, spatial, temporal, edges, cell_share = _pair_maps(
+                avt, pair, coco, instances_json, options, mapping, (grid_h, grid_w))
+            logmel, pad = _audio_of(audio, utt, pair)
+            file_name = coco.imgs[int(pair["image_id"])]["file_name"]
             examples.append(AlignmentExample(
-                pair=pair, reason=choice.reason, similarity=similarity,
+                pair=pair, reason=choice.reason, similarity=_similarity(pairs, pair),
                 image=_load_image(Path(images_dir) / file_name, annotations.height, annotations.width),
                 mask=category_mask(annotations, category_id),
-                crowd_mask=category_mask(_image_annotations(coco, image_id, crowd=True), category_id),
-                spatial_share=spatial.reshape(grid_h, grid_w),
-                temporal_share=temporal,
-                frame_edges_s=(edges - pad) * hop,
-                logmel=np.asarray(item["logmel"], dtype=np.float32)[pad:pad + n_frames],
-                hop_s=hop,
+                crowd_mask=category_mask(_image_annotations(coco, int(pair["image_id"]), crowd=True), category_id),
+                spatial_share=spatial.reshape(grid_h, grid_w), temporal_share=temporal,
+                frame_edges_s=(edges - pad) * hop, logmel=logmel, hop_s=hop,
                 words=words[words["utt_id"] == utt].sort_values("word_index").drop(columns="utt_id"),
-                softmax_as=bool(options["softmax_as_family"]),
-                mode=str(options["mode"]),
+                softmax_as=bool(options["softmax_as_family"]), mode=str(options["mode"]),
                 as_word_normalization=str(options["as_word_normalization"]),
-                cell_mask_share=(mask_weights / regions.cell_totals).reshape(grid_h, grid_w),
+                cell_mask_share=cell_share.reshape(grid_h, grid_w),
             ))
     finally:
         reader.close()
