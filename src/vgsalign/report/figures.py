@@ -227,9 +227,23 @@ def alignment_example(example) -> Figure:
     ax_time = fig.add_subplot(grid[1, 1], sharex=ax_spec)
     ax_words = fig.add_subplot(grid[2, 1], sharex=ax_spec)
 
+    _draw_where(fig, ax_image, example)
+    _draw_when(fig, ax_spec, ax_time, ax_words, example)
+    word, category = str(pair["word"]), str(pair["category"])
+    scores = "   ".join(f"{SCORE_LABELS[s]} {pair[s]:.3f}" for s in SCORE_NAMES)
+    fig.suptitle(f"{example.reason}: “{word}” → {category}   |   {scores}\n"
+                 f"utterance {pair['utt_id']}, image {int(pair['image_id'])}"
+                 + (f", word-vector similarity {example.similarity:.2f}" if example.similarity is not None else ""),
+                 fontsize=10.5)
+    return fig
+
+
+def _draw_where(fig: Figure, ax_image, example) -> None:
+    """The image, the attention of the word's frames over it, the category's outlines."""
+    pair = example.pair
+    h, w = example.image.shape[:2]
     word, category = str(pair["word"]), str(pair["category"])
     family = "softmax over cells (S)" if example.softmax_as else "tensor clipped at 0 (no softmax)"
-    # where: the image, the attention of the word's frames, the object's outline
     ax_image.imshow(example.image)
     # the heat is opaque where the attention is and transparent where it is not, so the
     # image stays visible under cells the word ignores; the scale reaches at least 4x the
@@ -257,6 +271,11 @@ def alignment_example(example) -> Figure:
     fig.colorbar(ScalarMappable(norm=norm, cmap="inferno"), ax=ax_image, location="right", shrink=0.75, pad=0.02,
                  label=f"share of the word's attention per cell\n({family})")
 
+
+def _draw_when(fig: Figure, ax_spec, ax_time, ax_words, example) -> None:
+    """The log-mel input, the object's attention over time with the word's span, the words."""
+    pair = example.pair
+    word = str(pair["word"])
     edges = example.frame_edges_s
     start, end = float(edges[0]), float(edges[-1])
     audio_end = len(example.logmel) * example.hop_s
@@ -298,13 +317,6 @@ def alignment_example(example) -> Figure:
     ax_words.set_ylim(0, 1)
     ax_words.set_xlabel("time after the audio starts (s)")
     _write_words(fig, ax_words, example.words, int(pair["word_index"]), start, end)
-
-    scores = "   ".join(f"{SCORE_LABELS[s]} {pair[s]:.3f}" for s in SCORE_NAMES)
-    fig.suptitle(f"{example.reason}: “{word}” → {category}   |   {scores}\n"
-                 f"utterance {pair['utt_id']}, image {int(pair['image_id'])}"
-                 + (f", word-vector similarity {example.similarity:.2f}" if example.similarity is not None else ""),
-                 fontsize=10.5)
-    return fig
 
 
 def _padding_spans(start: float, end: float, audio_end: float) -> list[tuple[float, float]]:
