@@ -193,6 +193,7 @@ class TreeMemory:
 
     def __init__(self, interval: float = 0.2, root: int | None = None):
         self.interval, self.peak_bytes, self.peak_rss_bytes = interval, 0, 0
+        self.peak_root_rss_bytes, self.peak_child_rss_bytes = 0, 0
         self.root = os.getpid() if root is None else root
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -224,7 +225,10 @@ class TreeMemory:
         while not self._stop.is_set():
             tree = self._tree(self.root)
             self.peak_bytes = max(self.peak_bytes, sum(self._field(p, "Pss:", "smaps_rollup") for p in tree))
-            self.peak_rss_bytes = max([self.peak_rss_bytes] + [self._field(p, "VmRSS:", "status") for p in tree])
+            rss = [self._field(p, "VmRSS:", "status") for p in tree]
+            self.peak_rss_bytes = max([self.peak_rss_bytes] + rss)
+            self.peak_root_rss_bytes = max(self.peak_root_rss_bytes, rss[0])
+            self.peak_child_rss_bytes = max([self.peak_child_rss_bytes] + rss[1:])
             time.sleep(self.interval)
 
     def __enter__(self):
@@ -257,16 +261,18 @@ def measure_scales(folder: Path, base_pairs: int, scales: list[int], workers: in
             raise SystemExit(f"score-pairs failed at scale {scale}: {err[-2000:]}")
         rows.append({"scale": scale, "pairs": base_pairs * scale, "seconds": time.perf_counter() - start,
                      "tensors_gb": (inputs / "tensors.h5").stat().st_size / 1e9,
-                     "pss_gb": memory.peak_bytes / 1e9, "rss_gb": memory.peak_rss_bytes / 1e9})
+                     "pss_gb": memory.peak_bytes / 1e9, "rss_gb": memory.peak_rss_bytes / 1e9,
+                     "parent_gb": memory.peak_root_rss_bytes / 1e9, "worker_gb": memory.peak_child_rss_bytes / 1e9})
     return rows
 
 
 def print_scales(rows: list[dict], workers: int) -> None:
     print(f"\n3. memory at scale ({workers} worker process(es); PSS summed over the tree, RSS of the largest process)")
-    print("   scale   pairs    tensors.h5   wall s   peak PSS tree   peak RSS one   PSS vs 1x")
+    print("   scale    pairs  tensors.h5  wall s  peak PSS tree  RSS parent  RSS worker  PSS vs 1x  worker vs 1x")
     for row in rows:
-        print(f"   {row['scale']:>4}x {row['pairs']:>8}   {row['tensors_gb']:7.2f} GB {row['seconds']:8.1f}"
-              f"   {row['pss_gb']:10.2f} GB {row['rss_gb']:10.2f} GB   {row['pss_gb'] / rows[0]['pss_gb']:6.2f}x")
+        print(f"   {row['scale']:>4}x {row['pairs']:>8} {row['tensors_gb']:8.2f} GB {row['seconds']:7.1f}"
+              f"  {row['pss_gb']:10.2f} GB {row['parent_gb']:8.2f} GB {row['worker_gb']:8.2f} GB"
+              f"  {row['pss_gb'] / rows[0]['pss_gb']:8.2f}x  {row['worker_gb'] / rows[0]['worker_gb']:10.2f}x")
 
 
 def print_comparison(args) -> None:

@@ -34,7 +34,7 @@ def stable_seed(*parts: object) -> int:
 
 def bootstrap_intervals(
     utterance_codes: np.ndarray, values: np.ndarray, n_resamples: int, seed: int,
-    confidence: float = 0.95, block_elements: int = 4_000_000,
+    confidence: float = 0.95, block_elements: int = 1_000_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile intervals of per-column means, resampling utterances.
 
@@ -53,10 +53,13 @@ def bootstrap_intervals(
     for start in range(0, n_resamples, block):
         size = min(block, n_resamples - start)
         draws = rng.integers(0, n_utt, size=(size, n_utt))
-        # how often each utterance was drawn, per resample
-        multiplicity = np.bincount(
-            (draws + (np.arange(size) * n_utt)[:, None]).ravel(), minlength=size * n_utt
-        ).reshape(size, n_utt).astype(np.float64)
+        # how often each utterance was drawn, per resample (in place and freed early: a
+        # block is block_elements values, 8 MB per copy, whatever the number of utterances)
+        draws += (np.arange(size) * n_utt)[:, None]
+        counted = np.bincount(draws.ravel(), minlength=size * n_utt)
+        del draws
+        multiplicity = counted.reshape(size, n_utt).astype(np.float64)
+        del counted
         means[start:start + size] = (multiplicity @ sums) / (multiplicity @ counts)[:, None]
     tail = (1.0 - confidence) / 2.0 * 100.0
     return np.percentile(means, tail, axis=0), np.percentile(means, 100.0 - tail, axis=0)
