@@ -26,7 +26,7 @@ def tiny_model(arch: str = "cnnatt", similarity: str = "misa", pooling: str = "t
 def tiny_train_settings(**over) -> dict:
     values = dict(
         loss="triplet_random", margin=0.1, lr=3e-3, batch_size=16, epochs=3, seed=0, select_by="val_loss",
-        resume=False, device="cpu", num_workers=0, pool_size=1000, pool_trials=5, eval_max_images=1000,
+        resume=False, device="cpu", pool_size=1000, pool_trials=5, eval_max_images=1000,
         validation="heldout", heldout_share=0.25, shards_per_group=2, impostors="batch", loss_reduction="mean",
     )
     values.update(over)

@@ -56,7 +56,7 @@ def test_validation_on_a_named_split_needs_its_shards(split_files, tmp_path):
 def test_chunk_impostors_come_from_the_group_and_may_be_the_pair_itself(split_files):
     split = open_split("train", *split_files)
     plans = epoch_plan(split, np.ones(split.n_captions, dtype=bool), 1, np.random.default_rng(0))
-    group_logmel = {s: split.read_group([s]).logmel for s in range(split.n_audio_shards)}
+    group_logmel = {s: torch.from_numpy(split.read_group([s]).logmel) for s in range(split.n_audio_shards)}
     self_hits = 0
     for _ in range(5):
         plan_of_batch = [p for p in plans for _ in cut_batches(p.order, 16)]

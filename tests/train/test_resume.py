@@ -56,7 +56,7 @@ def test_fresh_if_changed_retrains_and_says_so(split, tmp_path):
 def test_more_epochs_continue_and_operational_keys_do_not_count(split, tmp_path):
     train(split, tmp_path / "full", epochs=3)
     train(split, tmp_path / "part", epochs=2)
-    logs = train(split, tmp_path / "part", epochs=3, resume=True, device="cpu", num_workers=3)
+    logs = train(split, tmp_path / "part", epochs=3, resume=True, device="cpu")
     assert any("resuming" in line and "after epoch 2" in line for line in logs)
     assert (tmp_path / "full/history.csv").read_bytes() == (tmp_path / "part/history.csv").read_bytes()
     with pytest.raises(InputError, match="trained 3 epochs, more than 2"):

@@ -18,7 +18,7 @@ def train_slice():
 
 def validation_shards(modality):
     """The validation split's shards, needed only with train.validation: split."""
-    if config["train"].get("validation", "heldout") != "split":
+    if config["train"]["validation"] != "split":
         return []
     return FEATURE_SHARDS[(modality, SPLITS["val"])]
 

@@ -54,26 +54,25 @@ __all__ = ["TrainSettings", "FrameSettings", "pick_device", "autocast", "load_ch
 
 @dataclass
 class TrainSettings:
-    """The `train` config slice."""
+    """The `train` config slice (defaults and meanings: the schema's train section)."""
 
-    loss: str = "triplet_random"
-    margin: float = 0.1
-    lr: float = 1e-4
-    batch_size: int = 64
-    epochs: int = 15
-    seed: int = 0
-    select_by: str = "val_loss"
-    resume: bool | str = False
-    device: str = "auto"
-    num_workers: int = 0
-    pool_size: int = 1000
-    pool_trials: int = 100
-    eval_max_images: int = 1000
-    validation: str = "heldout"
-    heldout_share: float = 0.1
-    shards_per_group: int = 2
-    impostors: str = "batch"
-    loss_reduction: str = "mean"
+    loss: str
+    margin: float
+    lr: float
+    batch_size: int
+    epochs: int
+    seed: int
+    select_by: str
+    device: str
+    pool_size: int
+    pool_trials: int
+    eval_max_images: int
+    validation: str
+    heldout_share: float
+    shards_per_group: int
+    impostors: str
+    loss_reduction: str
+    resume: bool | str  # operational: not in the rule's params, the step gets it as --resume
 
     def __post_init__(self) -> None:
         choices = {"loss": LOSSES, "select_by": ("val_loss", "recall"), "validation": ("heldout", "split"),
@@ -93,9 +92,9 @@ class TrainSettings:
 class FrameSettings:
     """The `frames` config slice (how captions were cut and padded)."""
 
-    hop_s: float = 0.01
-    max: int = 512
-    padding: str = "start"
+    hop_s: float
+    max: int
+    padding: str
 
 
 def input_shape(split: ShardedSplit) -> InputShape:
@@ -371,11 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     set_torch_threads(args.threads)
     model_settings = settings_from_json(ModelSettings, args.model, "--model")
-    settings = settings_from_json(TrainSettings, args.train_settings, "--train")
+    settings = settings_from_json(TrainSettings, args.train_settings, "--train", section="train")
     if args.resume is not None:
         resume = {"true": True, "false": False}.get(args.resume.lower(), args.resume)
         settings = dataclasses.replace(settings, resume=resume)
-    frames = settings_from_json(FrameSettings, args.frames, "--frames")
+    frames = settings_from_json(FrameSettings, args.frames, "--frames", section="frames")
     train_data = open_split(args.train_split, args.train_audio, args.train_visual)
     val_data = open_split(args.val_split, args.val_audio, args.val_visual) if settings.validation == "split" else None
     summary = run_training(train_data, val_data, model_settings, settings, frames, args.out_dir)

@@ -27,7 +27,7 @@ from .models import InputShape, ModelSettings, VGSModel, build_model
 
 CHECKPOINT_FORMAT = "vgsalign-checkpoint-2"
 # train settings that change how a run runs, not what it computes
-OPERATIONAL_KEYS = ("resume", "device", "num_workers", "epochs")
+OPERATIONAL_KEYS = ("resume", "device", "epochs")
 RESUME_MODES = (False, True, "fresh_if_changed")
 
 

@@ -89,7 +89,8 @@ class ShardedSplit:
         for v in np.unique(self.image_shard[images]):
             held = images[self.image_shard[images] == v]
             features.append(read_rows(self.visual_files[v], "features", self.image_row[held], self.image_ids[held]))
-        return Group.build(self, captions, images, np.concatenate(logmel), np.concatenate(features), pin)
+        join = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts)  # noqa: E731
+        return Group.build(self, captions, images, join(logmel), join(features), pin)
 
 
 def read_rows(path: str, name: str, rows: np.ndarray | None, labels: np.ndarray) -> np.ndarray:
@@ -98,6 +99,8 @@ def read_rows(path: str, name: str, rows: np.ndarray | None, labels: np.ndarray)
         values = h5[name][...]
     if rows is not None:
         values = values[rows]
+    if np.isfinite(values.sum(dtype=np.float64)):  # fast path: one pass, no mask (NaN and inf propagate)
+        return values
     finite = np.isfinite(values.reshape(len(values), -1)).all(1)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
@@ -113,8 +116,8 @@ class Group:
 
     captions: np.ndarray  # split caption indices held, ascending
     images: np.ndarray  # split image rows held, ascending
-    logmel: torch.Tensor  # (len(captions), frames, n_mels), as stored
-    features: torch.Tensor  # (len(images), H, W, C), as stored
+    logmel: np.ndarray | torch.Tensor  # (len(captions), frames, n_mels), as stored: numpy on the CPU
+    features: np.ndarray | torch.Tensor  # (len(images), H, W, C), as stored; tensors for a GPU
     caption_position: np.ndarray  # (Nc,) position in `captions`, -1 if not held
     image_position: np.ndarray  # (Ni,) position in `images`, -1 if not held
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # captions to use, in order
@@ -126,10 +129,9 @@ class Group:
         caption_position[captions] = np.arange(len(captions))
         image_position = np.full(split.n_images, -1, dtype=np.int64)
         image_position[images] = np.arange(len(images))
-        logmel_t, features_t = torch.from_numpy(np.ascontiguousarray(logmel)), torch.from_numpy(np.ascontiguousarray(features))
-        if pin:  # page-locked, so the copy to the GPU runs without blocking
-            logmel_t, features_t = logmel_t.pin_memory(), features_t.pin_memory()
-        return cls(captions, images, logmel_t, features_t, caption_position, image_position)
+        if pin:  # page-locked tensors, so the copy to the GPU runs without blocking
+            logmel, features = torch.from_numpy(logmel).pin_memory(), torch.from_numpy(features).pin_memory()
+        return cls(captions, images, logmel, features, caption_position, image_position)
 
     def to(self, device: torch.device) -> "Group":
         if device.type == "cpu":
@@ -138,12 +140,17 @@ class Group:
                      self.features.to(device, non_blocking=True), self.caption_position, self.image_position, self.order)
 
     def caption_tensor(self, captions: np.ndarray) -> torch.Tensor:
-        index = torch.from_numpy(self.caption_position[captions]).to(self.logmel.device)
-        return self.logmel.index_select(0, index).float()
+        return _gather(self.logmel, self.caption_position[captions])
 
     def image_tensor(self, images: np.ndarray) -> torch.Tensor:
-        index = torch.from_numpy(self.image_position[images]).to(self.features.device)
-        return self.features.index_select(0, index).float()
+        return _gather(self.features, self.image_position[images])
+
+
+def _gather(values: np.ndarray | torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """Rows as float32; numpy's take is several times faster than index_select on the CPU."""
+    if isinstance(values, np.ndarray):
+        return torch.from_numpy(np.take(values, rows, axis=0).astype(np.float32, copy=False))
+    return values.index_select(0, torch.from_numpy(rows).to(values.device)).float()
 
 
 @dataclass
