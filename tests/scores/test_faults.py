@@ -188,3 +188,16 @@ def test_permission_error_names_the_folder(data, tmp_path, capsys, monkeypatch):
     assert _run(data, tmp_path / "locked" / "scores") == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "Permission denied" in lines[0] and str(tmp_path / "locked") in lines[0]
+
+
+def test_recorded_checksums_must_be_there(data, tmp_path, capsys):
+    avt, ids, images, pads, r = _tensors_of(data)
+    with_sums = write_tensors_h5(tmp_path / "sums.h5", avt, ids, images, pads, r, chunk_rows=1, fletcher32=True)
+    without = write_tensors_h5(tmp_path / "plain.h5", avt, ids, images, pads, r, chunk_rows=1)
+    for path in (with_sums, without):
+        with h5py.File(path, "a") as h5:
+            h5.attrs["integrity"] = "fletcher32"
+    assert _run(data, tmp_path / "ok", tensors=with_sums) == 0
+    assert _run(data, tmp_path / "out", tensors=without) == 2
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(without) in lines[0] and "no checksums" in lines[0]

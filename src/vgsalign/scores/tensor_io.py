@@ -97,6 +97,9 @@ def inspect_tensors(path: str | os.PathLike, utt_ids_path: str | os.PathLike | N
                     raise InputError(path, "no dataset 'utt_id'; give --utt-ids")
                 attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()}
                 attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+                if attrs.get("integrity") == "fletcher32" and not h5["avt"].fletcher32:
+                    # the pipeline's dump checksums every chunk; without them damage would go unseen
+                    raise InputError(path, "records integrity fletcher32, but 'avt' carries no checksums")
                 pad = h5["pad_frames"][()].astype(np.int64) if "pad_frames" in h5 else None
                 images = h5["image_id"][()].astype(np.int64) if "image_id" in h5 else None
         except OSError as err:
