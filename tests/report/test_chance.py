@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tests.helpers.report import make_run
+from tests.report.pages import Page, many_categories, texts_outside_figure
 
 from vgsalign.report.chance import (
     chance_corrected, chance_corrected_bars, corrected_by_category, scatter_mask_area, scatter_word_duration,
@@ -16,7 +17,6 @@ from vgsalign.report.chance import (
 from vgsalign.report.page import main
 from vgsalign.scores.alignment import SCORE_NAMES
 
-from .test_page import Page, _many_categories, texts_outside_figure
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,6 @@ def test_scatter_plots_show_every_pair_with_its_chance(run):
 def test_chance_figures_keep_their_text_inside(run):
     categories = pd.read_csv(run.results / "scores/category_scores.csv", keep_default_na=False)
     pairs = pd.read_csv(run.results / "scores/pair_scores.csv", keep_default_na=False)
-    for fig in (chance_corrected_bars(categories), chance_corrected_bars(_many_categories(categories, 80)),
+    for fig in (chance_corrected_bars(categories), chance_corrected_bars(many_categories(categories, 80)),
                 scatter_mask_area(pairs), scatter_word_duration(pairs)):
         assert texts_outside_figure(fig) == []

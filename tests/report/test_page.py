@@ -10,15 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 from tests.helpers.report import SPLIT, make_run
+from tests.report.pages import Page, drawn, many_categories, overlapping, texts_outside_figure
 from tests.helpers.workflow import ROOT, opted_out, output_of, run_env, tiny_demo_config
 
 from vgsalign.scores.alignment import SCORE_NAMES
@@ -53,35 +52,6 @@ def built(run):
     return {"html": out.read_text(), "path": out, "figures": run.root / "figures"}
 
 
-class Page(HTMLParser):
-    """The page's numbers (spans of class value), images, table ids, tags used."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.values, self.images, self.ids, self.tags = [], [], set(), set()
-        self._open: dict | None = None
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.add(tag)
-        if "id" in attrs:
-            self.ids.add(attrs["id"])
-        if tag == "img":
-            self.images.append(attrs)
-        if tag == "span" and attrs.get("class", "").startswith("value"):
-            self._open = {**attrs, "text": ""}
-
-    def handle_data(self, data):
-        if self._open is not None:
-            self._open["text"] += data
-
-    def handle_endtag(self, tag):
-        if tag == "span" and self._open is not None:
-            self.values.append(self._open)
-            self._open = None
-
-
 def _lookup(results: Path, source: str, path: list):
     if source.endswith(".json"):
         value = json.loads((results / source).read_text())
@@ -93,51 +63,14 @@ def _lookup(results: Path, source: str, path: list):
     return table.loc[table[key_column].astype(str) == key, column].item()
 
 
-# ---------------------------------------------------------------- legibility helpers
-
-
-def _drawn(fig):
-    FigureCanvasAgg(fig)
-    fig.canvas.draw()
-    return fig.canvas.get_renderer()
-
-
-def texts_outside_figure(fig) -> list:
-    """Whether anything drawn (titles, labels, tick labels, legends) reaches outside the
-    figure, where it would be cut: [] if not, else the bounding box of the drawing (inches)."""
-    renderer = _drawn(fig)
-    box = fig.get_tightbbox(renderer)
-    width, height = fig.get_size_inches()
-    inside = box.x0 >= -0.02 and box.y0 >= -0.02 and box.x1 <= width + 0.02 and box.y1 <= height + 0.02
-    return [] if inside else [box.bounds, (width, height)]
-
-
-def overlapping(texts, renderer, axis: str) -> list[tuple[str, str]]:
-    """Pairs of neighbouring texts whose boxes overlap along `axis`."""
-    boxes = sorted(((t.get_window_extent(renderer), t.get_text()) for t in texts if t.get_text().strip()),
-                   key=lambda b: b[0].y0 if axis == "y" else b[0].x0)
-    pairs = []
-    for (a, name_a), (b, name_b) in zip(boxes, boxes[1:]):
-        if (axis == "y" and a.y1 > b.y0 + 0.5) or (axis == "x" and a.x1 > b.x0 + 0.5):
-            pairs.append((name_a, name_b))
-    return pairs
-
-
-def _many_categories(categories: pd.DataFrame, n: int) -> pd.DataFrame:
-    rows = pd.concat([categories] * (n // len(categories) + 1), ignore_index=True).iloc[:n].copy()
-    rows["category"] = [f"category name {k:02d}" for k in range(n)]
-    rows["as_object_mean"] = np.linspace(0.05, 0.9, n)
-    return rows
-
-
 # ---------------------------------------------------------------- figures on synthetic tables
 
 
 def test_category_bars_sorted_legible_and_sized_to_the_count(run):
     categories = pd.read_csv(run.results / "scores/category_scores.csv")
-    for table in (categories, _many_categories(categories, 80)):
+    for table in (categories, many_categories(categories, 80)):
         fig = category_bars(table, "as_object")
-        renderer = _drawn(fig)
+        renderer = drawn(fig)
         ax = fig.axes[0]
         labels = [t.get_text().split(" (n=")[0] for t in ax.get_yticklabels()]
         expected = table.sort_values("as_object_mean")["category"].tolist()        # best at the top
@@ -149,14 +82,14 @@ def test_category_bars_sorted_legible_and_sized_to_the_count(run):
         model = [c for c in ax.containers if c.get_label().startswith("model")][0]
         widths = [bar.get_width() for bar in model.patches]
         np.testing.assert_allclose(sorted(widths), sorted(table["as_object_mean"]))
-    assert category_bars(_many_categories(categories, 80), "as_object").get_size_inches()[1] > 20
+    assert category_bars(many_categories(categories, 80), "as_object").get_size_inches()[1] > 20
 
 
 def test_confusion_heatmap_greys_categories_never_in_the_image_and_stays_legible(run):
     table = pd.read_csv(run.results / "scores/confusion_as_object.csv")
     counts = pd.read_csv(run.results / "scores/confusion_counts.csv")
     fig = confusion_heatmap(table, counts, "as_object")
-    renderer = _drawn(fig)
+    renderer = drawn(fig)
     ax = fig.axes[0]
     image = ax.get_images()[0]
     columns = [t.get_text() for t in ax.get_xticklabels()]
@@ -179,7 +112,7 @@ def test_confusion_heatmap_greys_categories_never_in_the_image_and_stays_legible
     big_counts = pd.DataFrame(rng.integers(0, 3, size=(80, 80)), columns=names)
     big_counts.insert(0, "category", names)
     fig = confusion_heatmap(big, big_counts, "gs_word")
-    renderer = _drawn(fig)
+    renderer = drawn(fig)
     ax = fig.axes[0]
     assert overlapping(ax.get_xticklabels(), renderer, "x") == []
     assert overlapping(ax.get_yticklabels(), renderer, "y") == []
@@ -253,7 +186,7 @@ def test_example_maps_are_the_scored_ones_and_the_figure_is_legible(run):
         np.testing.assert_allclose(example.spatial_share.sum(), 1.0)
 
     fig = alignment_example(examples[0])
-    renderer = _drawn(fig)
+    renderer = drawn(fig)
     assert texts_outside_figure(fig) == []
     words_axis = fig.axes[3]
     assert words_axis.get_xlabel() == "time after the audio starts (s)"
