@@ -149,7 +149,7 @@ class WorkerState:
         values = np.full((len(pairs), len(VALUE_COLUMNS)), np.nan)
         keep = np.flatnonzero(~vanished)
         if not len(keep):
-            return _concatenate([ChunkResult(pairs, status, values, *_no_confusions())])
+            return ChunkResult(pairs, status, values, *_no_confusions())
         kept_pairs, kept_categories, kept_utterance = pairs[keep], categories[keep], pair_utterance[keep]
         word_weights, frame_totals = self._word_weights(kept_pairs)
         own = np.array([regions.own_column(c) for c in kept_categories])
