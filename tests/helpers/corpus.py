@@ -8,11 +8,15 @@ real formats) copied into a test folder, with the wavs and images they refer to 
 - `mfa/<speaker>/<uttid>.TextGrid`: MFA output (tiers `words` and `phones`, empty = silence);
 - `coco/annotations/instances_{train,val}2014.json`: MSCOCO instances files; the images
   are written as COCO unzips them, `coco/<split>/COCO_<split>_<12-digit id>.jpg`.
+
+`coco_from_demo` and `spokencoco_from_demo` lay a generated demo corpus out as MSCOCO 2014
+and SpokenCOCO are downloaded (hard links; TextGrids written as text from its true times).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -79,3 +83,61 @@ def coco_corpus(root: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (image["width"], image["height"]), (90, 140, 60)).save(path, quality=90)
     return coco
+
+
+# --------------------------------------------------------------------------- real layouts from the demo corpus
+
+def textgrid_text(duration_s: float, words: list[tuple[str, float, float]]) -> str:
+    """An MFA-shaped long TextGrid: a `words` tier with empty intervals for the silences."""
+    intervals, t = [], 0.0
+    for word, onset, offset in words:
+        if onset > t:
+            intervals.append(("", t, onset))
+        intervals.append((word, onset, offset))
+        t = offset
+    if t < duration_s:
+        intervals.append(("", t, duration_s))
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ", f"xmax = {duration_s} ",
+             "tiers? <exists> ", "size = 1 ", "item []: ", "    item [1]:", '        class = "IntervalTier" ',
+             '        name = "words" ', "        xmin = 0 ", f"        xmax = {duration_s} ",
+             f"        intervals: size = {len(intervals)} "]
+    for k, (text, a, b) in enumerate(intervals, start=1):
+        lines += [f"        intervals [{k}]:", f"            xmin = {a} ", f"            xmax = {b} ",
+                  f'            text = "{text}" ']
+    return "\n".join(lines) + "\n"
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """`target` as a copy of `source` made of hard links (no bytes copied)."""
+    shutil.copytree(source, target, copy_function=os.link)
+
+
+def coco_from_demo(demo, root: Path) -> Path:
+    """The demo corpus's COCO part as MSCOCO 2014 unzips: <root>/<split>/ and annotations/."""
+    coco = root / "mscoco"
+    link_tree(demo.coco_root / "annotations", coco / "annotations")
+    link_tree(demo.coco_root / "images" / demo.split, coco / demo.split)
+    return coco
+
+
+def spokencoco_from_demo(demo, root: Path) -> tuple[Path, Path]:
+    """The demo corpus's speech as SpokenCOCO (a Karpathy-style index, wavs/val/0/) with
+    MFA-shaped TextGrids of its true word times: (speech_root, alignments_root)."""
+    speech, grids = root / "SpokenCOCO", root / "SpokenCOCO_mfa"
+    truth = {c["utt_id"]: c for c in demo.truth["captions"]}
+    by_image: dict[int, list[dict]] = {}
+    for path in sorted((demo.speech_root / demo.split / "json").glob("*.json")):
+        meta = json.loads(path.read_text())
+        wav_rel = f"wavs/val/0/{path.stem}.wav"
+        (speech / wav_rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(demo.speech_root / demo.split / "wav" / meta["wavFilename"], speech / wav_rel)
+        by_image.setdefault(int(meta["imgID"]), []).append(
+            {"text": meta["synthesisedCaption"], "speaker": meta["speaker"], "uttid": path.stem, "wav": wav_rel})
+        words = [(w["word"].lower(), w["onset_s"], w["offset_s"]) for w in truth[path.stem]["words"]]
+        grid = grids / meta["speaker"] / f"{path.stem}.TextGrid"
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        grid.write_text(textgrid_text(meta["duration"], words))
+    index = {"data": [{"image": f"{demo.split}/COCO_{demo.split}_{image_id:012d}.jpg", "captions": captions}
+                      for image_id, captions in sorted(by_image.items())]}
+    (speech / "SpokenCOCO_val.json").write_text(json.dumps(index))
+    return speech, grids
