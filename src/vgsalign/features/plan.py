@@ -278,9 +278,9 @@ def captions_step(args: argparse.Namespace, settings: ShardingSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign features-images|features-captions", description="Shard plan of a split.")
+    parser = argparse.ArgumentParser(prog="vgsalign", description="Shard plan of a split.")
     sub = parser.add_subparsers(dest="command", required=True)
-    images_cmd = sub.add_parser("images", help="order a split's images, assign them to shards, check their files")
+    images_cmd = sub.add_parser("images", prog="vgsalign features-images", help="order a split's images, assign them to shards, check their files")
     images_cmd.add_argument("--instances", required=True, help="MSCOCO instances_<split>.json")
     images_cmd.add_argument("--image-dir", required=True, help="folder holding the split's image files")
     images_cmd.add_argument("--features", required=True, help="the features config section as JSON")
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     images_cmd.add_argument("--threads", type=int, default=1, help="image files checked in parallel")
     images_cmd.add_argument("--out", required=True, help="images.csv")
     images_cmd.add_argument("--rejects", required=True, help="images_rejected.csv: images left out and why")
-    captions_cmd = sub.add_parser("captions", help="put each caption of a split in its image's shard")
+    captions_cmd = sub.add_parser("captions", prog="vgsalign features-captions", help="put each caption of a split in its image's shard")
     captions_cmd.add_argument("--images", required=True, help="images.csv")
     captions_cmd.add_argument("--rejected-images", required=True, help="images_rejected.csv")
     captions_cmd.add_argument("--source", required=True, choices=["demo", "speechcoco", "spokencoco"])
