@@ -30,12 +30,14 @@ rule all:
 
 
 # How a run ends: on the report's path and its headline result when this run wrote the
-# report (vgsalign.report.headline); nothing more for other targets.
+# report (vgsalign.report.headline); nothing more for other targets. Printed at exit, so
+# that it comes after Snakemake's own closing lines (the log's path, the elapsed time).
 onsuccess:
+    import atexit
     from vgsalign.report.headline import run_ending
 
     if (line := run_ending(REPORT_HTML, rules.score_pairs.output.summary, WORKFLOW_STARTED)) is not None:
-        print(line, file=sys.stderr, flush=True)
+        atexit.register(print, line, file=sys.stderr, flush=True)
 
 
 onerror:
