@@ -8,7 +8,8 @@ display), with attributes naming where it comes from (`vgsalign.report.markup`).
 
 The first screen: the title, one line of warnings linking to their details, and the
 scores with their chance levels. The step ends with one line naming the page and the
-headline result (`headline`), which the workflow's log and terminal both show.
+headline result (`vgsalign.report.headline`), which the workflow's log and terminal both
+show.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from .figures import (
     SCORE_LABELS, SCORE_QUESTIONS, alignment_example, category_bars, confusion_heatmap, placeholder,
     similarity_histogram, training_curves,
 )
-from .markup import Picture, document, esc, picture
 from .headline import headline
+from .markup import Picture, document, esc, picture
 from .notices import collect_notices
 from .results import ReportInputs, Results, read_results
+
 
 @dataclass
 class ReportSettings:
