@@ -1,28 +1,27 @@
 """`vgsalign features-visual`: CNN feature grids of one shard's images into an HDF5 shard.
 
-Images of shard k (from the split's `images.csv` plan) that have a caption in
-`captions.csv` (vgsalign.features.plan) are decoded in DataLoader worker processes
-(`--threads` - 1 of them; a worker that dies fails the step within seconds naming the
-shard):
-any PIL mode is converted to RGB (grayscale and 16-bit grayscale replicated, CMYK
-converted, palette and alpha images composited onto white), resized to the backbone's
-input square with PIL bilinear, whole (no crop), and fed to the backbone in
-`visual.channel_order` (rgb, what the weights expect; bgr reproduces the original, whose
-BGR-trained Keras VGG16 was fed RGB after OpenCV's BGR read and preprocess_input's
-flip: the channels reversed from the weights' order). The backbone (vgsalign.features.backbones) runs
-in batches, on CUDA with autocast (bfloat16 where supported, else float16) when a GPU
-is present, else on the CPU in float32. Output: `image_id`, `features` (N, H, W, C),
-`width`, `height` (the image's own size), chunks checksummed and compressed as
-`features.compression` (vgsalign.features.shard_writer), and attributes with every setting, the
-weights' SHA-256 and `random_weights`. A missing or unreadable image stops the job
-naming the file, or with `features.on_error: skip` is listed in the shard's rejects.
+The images of shard k (the split's `images.csv` plan) that have a caption in
+`captions.csv` (vgsalign.features.plan) are decoded in `--threads` - 1 DataLoader worker
+processes; a worker that dies fails the step within seconds, naming the shard. Any PIL
+mode becomes RGB (grayscale and 16-bit grayscale replicated, CMYK converted, palette and
+alpha images composited onto white), resized to the backbone's input square with PIL
+bilinear, whole (no crop), and fed to the backbone in `visual.channel_order`: rgb, what
+the weights expect, or bgr, the original's (OpenCV read BGR and Keras' preprocess_input
+flipped it again, so the BGR-trained VGG16 saw its channels reversed). The backbone
+(vgsalign.features.backbones) runs in batches, on CUDA with autocast (bfloat16 where
+supported, else float16) when a GPU is present, else on the CPU in float32.
+
+Output: `image_id`, `features` (N, H, W, C) as `visual.dtype`, `width`, `height` (the
+image's own size), every chunk checksummed and compressed as `features.compression`
+(vgsalign.features.shard_writer), and attributes with every setting, the weights'
+SHA-256 and `random_weights`. A missing or unreadable image stops the job naming the
+file, or with `features.on_error: skip` is listed in the shard's rejects.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from PIL import Image
 from ..config import section_defaults
 from ..errors import InputError
 from ..runtime import progress_bar, set_torch_threads
-from ..settings import settings_from_dict, settings_from_json
+from ..settings import json_object, settings_from_dict, settings_from_json
 from .backbones import BackboneSpec, load_backbone, normalise
 from .plan import ShardingSettings, handle_problems
 from .shard_writer import kept_rows, remove_leftovers, write_shard
@@ -217,12 +216,7 @@ def visual_settings(text: str) -> tuple[VisualSettings, int]:
     The workflow leaves batch_size and num_workers out of the slice (they change no
     number); a hand run may pass the whole section.
     """
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError("--visual", f"not valid JSON ({err})") from None
-    if not isinstance(values, dict):
-        raise InputError("--visual", "expected a JSON object")
+    values = json_object(text, "--visual")
     operational = {key: values.pop(key) for key in OPERATIONAL if key in values}
     settings = settings_from_dict(VisualSettings, values, "--visual", section="visual")
     settings.check()
