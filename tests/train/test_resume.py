@@ -85,3 +85,14 @@ def test_cli_resume_flag_overrides_the_slice(split, tmp_path):
 
     assert run_main("train-model", loop.main, argv + ["--train", changed, "--resume", "True"]) == 2
     assert run_main("train-model", loop.main, argv + ["--train", changed, "--resume", "fresh_if_changed"]) == 0
+
+
+def test_a_diverging_model_stops_at_its_batch_in_one_line(split, tmp_path):
+    with pytest.raises(InputError, match=r"^train.lr: training loss became (nan|inf) at epoch 1, batch \d+, from finite inputs"):
+        train(split, tmp_path, lr=1e30, epochs=1)
+
+
+def test_one_line_per_epoch_with_losses_and_recall(split, tmp_path):
+    logs = train(split, tmp_path)
+    epoch_lines = [line for line in logs if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("train_loss" in line and "R@10 a2i" in line for line in epoch_lines)

@@ -163,9 +163,9 @@ def train_one_epoch(parts: Parts, split: ShardedSplit, use: np.ndarray, settings
         for step, batch in enumerate(batches):
             with autocast(device):
                 loss = batch_loss(parts.model, parts.loss_fn, settings, batch, rng)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}, batch {step + 1}, "
-                                         f"from finite inputs: the model diverged; lower train.lr")
+            if not torch.isfinite(loss):  # the inputs were checked when read: the model itself diverged
+                raise InputError("train.lr", f"training loss became {loss.item()} at epoch {epoch}, batch {step + 1}, "
+                                             f"from finite inputs: the model diverged; lower train.lr")
             parts.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             parts.optimizer.step()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .device import autocast
 from .losses import draw_impostors, infonce, triplet_hardest, triplet_random
 from .models import VGSModel
@@ -138,8 +139,8 @@ def evaluate(model: VGSModel, log_temperature: torch.Tensor | None, es: EvalSet,
     """Validation loss, full-split retrieval and the pooled R@10 of both kinds."""
     sim, meanpool = similarities(model, encode(model, es, device, settings.shards_per_group), device)
     if not np.isfinite(sim).all():
-        raise FloatingPointError(f"non-finite validation similarities at epoch {epoch} from finite inputs: "
-                                 f"the model diverged; lower train.lr")
+        raise InputError("train.lr", f"non-finite validation similarities at epoch {epoch} from finite inputs: "
+                                     f"the model diverged; lower train.lr")
     pools = dict(pool_size=settings.pool_size, trials=settings.pool_trials)
     return {
         "val_loss": validation_loss(sim, es, settings, log_temperature),
