@@ -96,3 +96,13 @@ def test_one_line_per_epoch_with_losses_and_recall(split, tmp_path):
     logs = train(split, tmp_path)
     epoch_lines = [line for line in logs if line.startswith("epoch ")]
     assert len(epoch_lines) == 2 and all("train_loss" in line and "R@10 a2i" in line for line in epoch_lines)
+
+
+def test_an_unreadable_state_is_refused_or_replaced(split, tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state/last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="state/last.pt: not a readable vgsalign checkpoint"):
+        train(split, tmp_path, resume=True, epochs=1)
+    logs = train(split, tmp_path, resume="fresh_if_changed", epochs=1)
+    assert any("not a readable vgsalign checkpoint" in line and "starting fresh" in line for line in logs)
+    assert (tmp_path / "history.csv").is_file()

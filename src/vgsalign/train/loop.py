@@ -241,6 +241,9 @@ def plan_run(train: ShardedSplit, val: ShardedSplit | None, model_settings: Mode
     for data in (train, val) if settings.validation == "split" else (train,):
         check_frames(data, frames.max, frames.padding, frames.hop_s)
     if settings.validation == "heldout":
+        if train.n_images < 4:
+            raise InputError(train.audio_files[0], f"{train.n_images} image(s) are too few to hold some out for "
+                                                   f"validation; set train.validation: split")
         held = heldout_images(train.image_ids, settings.heldout_share)
         use, es = ~held[train.caption_image], eval_set(train, held, settings.eval_max_images, settings.seed)
     else:

@@ -101,7 +101,13 @@ def resume_state(state_path: Path, mode, current: dict, epochs: int, log: Callab
     if not state_path.is_file():
         log("train.resume is on but no checkpoint exists yet; starting from scratch")
         return None
-    state = load_checkpoint(state_path)
+    try:
+        state = load_checkpoint(state_path)
+    except InputError as err:  # unreadable or of an older format: its settings are unknown
+        if mode != "fresh_if_changed":
+            raise
+        log(f"{err}: starting fresh (train.resume: fresh_if_changed)")
+        return None
     changed = differences(state["result_settings"], current)
     if state["epoch"] > epochs:
         changed.append(f"train.epochs: the checkpoint has trained {state['epoch']} epochs, more than {epochs}")
