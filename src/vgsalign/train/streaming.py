@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..features.shards import check_compatible, open_shard, open_shard
+from ..features.shards import check_compatible, open_shard
 
 AUDIO_DATASETS = ("utt_id", "image_id", "logmel", "n_frames", "pad_frames")
 VISUAL_DATASETS = ("image_id", "features")
