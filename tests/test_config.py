@@ -110,7 +110,7 @@ def test_original_model_overlay_gives_the_original_sizes_and_keeps_the_rest(sche
     demo = load_config(repo_root / "config.yaml")
     assert merged["model"]["embed_dim"] == 512 and merged["model"]["dropout"] == 0.3
     assert merged["model"]["audio_channels"] == [128, 256, 256, 512]
-    assert (merged["train"]["lr"], merged["train"]["batch_size"]) == (1.0e-4, 64)
+    assert (merged["train"]["lr"], merged["train"]["batch_size"]) == (1.0e-4, 40)
     # keys the overlay does not set keep the base's values
     assert merged["train"]["loss"] == demo["train"]["loss"] and merged["dataset"] == demo["dataset"]
     assert merged["model"]["arch"] == demo["model"]["arch"]
@@ -368,3 +368,12 @@ def test_settings_from_json_names_the_option_on_bad_json(text, problem):
     with pytest.raises(InputError) as err:
         settings_from_json(_Scores, text, "--scores", section="scores")
     assert str(err.value).startswith("--scores: ") and problem in str(err.value)
+
+
+def test_demo_training_split_too_small_to_hold_out_validation():
+    small = {"dataset": {"splits": {"train": "val2014", "val": "val2014", "test": "val2014"}},
+             "demo": {"n_images": {"val2014": 3}}}
+    assert _problems(small) == ["demo.n_images.val2014 = 3: expected at least 4 images in the training split to "
+                                "hold some out for validation (or set train.validation: split)"]
+    assert _problems({**small, "train": {"validation": "split"}}) == []
+    assert _problems({**small, "demo": {"n_images": {"val2014": 4}}}) == []
