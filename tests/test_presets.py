@@ -141,3 +141,21 @@ def test_check_config_accepts_the_original_preset():
 def test_yaml_of_presets_parses_as_mappings():
     for preset in PRESETS:
         assert isinstance(yaml.safe_load(preset.read_text()), dict), preset.name
+
+
+@pytest.mark.parametrize("source, says_stand_in", [("glove-6b-50d", True), ("word2vec", False)])
+def test_the_test_set_step_says_when_glove_stands_in_for_word2vec(tmp_path, source, says_stand_in):
+    import json
+
+    import pandas as pd
+
+    sims = pd.DataFrame({"utt_id": ["u", "v"], "image_id": [1, 2], "word_index": [1, 0], "word": ["dog", "car"],
+                         "category_id": [18, 3], "category": ["dog", "car"], "similarity": [0.9, 0.4]})
+    sims.to_csv(tmp_path / "similarities.csv", index=False)
+    vectors = {"source": source, "path": str(tmp_path / "w2v.bin") if source == "word2vec" else None}
+    proc = subprocess.run(["vgsalign", "testdata-histogram", "--similarities", str(tmp_path / "similarities.csv"),
+                           "--match", json.dumps({"threshold": 0.5}), "--word-vectors", json.dumps(vectors),
+                           "--out", str(tmp_path / "h.png")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    notice = "GloVe 6B 50d stands in for the original's GoogleNews word2vec (match.threshold 0.5"
+    assert (notice in proc.stdout) == says_stand_in

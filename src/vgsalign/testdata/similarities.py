@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
         match = settings_from_json(MatchSettings, args.match, where="--match", section="match")
         vectors = settings_from_json(VectorSettings, args.word_vectors, where="--word-vectors", section="word_vectors")
+        if vectors.source == "glove-6b-50d":   # the offline stand-in: say so in every run's log
+            print(f"word vectors: GloVe 6B 50d stands in for the original's GoogleNews word2vec "
+                  f"(match.threshold {match.threshold:g}; word_vectors.source: word2vec reads the original's)")
         histogram(args.similarities, match.threshold, args.out, vectors.source)
     return 0
 
