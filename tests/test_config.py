@@ -369,11 +369,3 @@ def test_settings_from_json_names_the_option_on_bad_json(text, problem):
         settings_from_json(_Scores, text, "--scores", section="scores")
     assert str(err.value).startswith("--scores: ") and problem in str(err.value)
 
-
-def test_demo_training_split_too_small_to_hold_out_validation():
-    small = {"dataset": {"splits": {"train": "val2014", "val": "val2014", "test": "val2014"}},
-             "demo": {"n_images": {"val2014": 3}}}
-    assert _problems(small) == ["demo.n_images.val2014 = 3: expected at least 4 images in the training split to "
-                                "hold some out for validation (or set train.validation: split)"]
-    assert _problems({**small, "train": {"validation": "split"}}) == []
-    assert _problems({**small, "demo": {"n_images": {"val2014": 4}}}) == []
