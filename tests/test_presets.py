@@ -131,6 +131,12 @@ def test_original_model_is_the_model_part_of_original():
         assert get(original, key) == get(model_part, key), key
 
 
+def test_fidelity_doc_names_every_switch():
+    doc = (ROOT / "docs/fidelity.md").read_text()
+    for key in ORIGINAL_VALUES:
+        assert f"`{key}`" in doc, key
+
+
 def test_check_config_accepts_the_original_preset():
     proc = subprocess.run(["vgsalign", "check-config", str(ROOT / "config.yaml"), str(ORIGINAL)],
                           capture_output=True, text=True)

@@ -14,7 +14,8 @@ scoring equal to the true one ranks ahead of it), so a constant model gets no cr
   pool in both directions and counts hits in the top 10; the mean over trials. The
   original drew with replacement, and ranked the dot products of MEAN-POOLED branch
   outputs (audio frames averaged, image pixels averaged), not the model's similarity;
-  its two calls swap the arguments, so they are the two directions. Training reports
+  in its model/train.py the two calls swap the arguments, so they are the two directions
+  (its earlier model/train_validate.py passed them in the same order twice). Training reports
   both: pooled R@10 of the model's similarity and of the mean-pooled outputs
   (vgsalign.train.validation.similarities).
 """
