@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from ..errors import InputError
 
-ON_ERROR_CHOICES = ("error", "skip")
+ON_ERROR_CHOICES = ("stop", "skip")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def annotation_problem(ann: dict, image: ImageAnnotations, known_categories: set
 
 
 def load_instances(path: str | os.PathLike, image_ids: Iterable[int] | None = None,
-                   on_error: str = "error") -> Instances:
+                   on_error: str = "stop") -> Instances:
     """Read a COCO instances JSON, keeping only `image_ids` (all when None).
 
     A malformed non-crowd annotation of a kept image (see `annotation_problem`) stops with

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random baseline and bootstrap seed (default 0)")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 1000)")
     parser.add_argument("--on-error", choices=ON_ERROR_CHOICES,
-                        help="a malformed annotation: stop (default) or leave it out and count it")
+                        help="a malformed annotation: stop (default) or skip it and count it")
     parser.add_argument("--random-baseline", choices=RANDOM_BASELINES,
                         help="native (default): tensor-shaped, scored as the model | original: 512 x 224 x 224, "
                              "no softmax")
