@@ -44,7 +44,7 @@ def build_inputs(folder: Path, n_pairs: int, n_categories: int, threads: int) ->
         saved = json.loads(marker.read_text())
         return SyntheticRun(root=Path(saved["root"]), results=Path(saved["results"]), instances=Path(saved["instances"]),
                             images=Path(saved["images"]), audio=[Path(p) for p in saved["audio"]],
-                            visual=[Path(p) for p in saved["visual"]], rejects=[Path(p) for p in saved["rejects"]])
+                            visual=[Path(p) for p in saved["visual"]], rejects=[Path(p) for p in saved.get("rejects", [])])
     n_images = math.ceil(n_pairs / (PAIRS_PER_CAPTION * CAPTIONS_PER_IMAGE))
     run = make_run(folder, name="bench", n_categories=n_categories, n_images=n_images,
                    captions_per_image=CAPTIONS_PER_IMAGE, pairs_per_caption=PAIRS_PER_CAPTION, bootstrap=1000,
