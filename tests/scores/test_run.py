@@ -492,3 +492,33 @@ def test_frames_slice_must_agree_with_the_tensor_file(data, tmp_path, capsys):
     assert _run(data, tmp_path / "b", "--frames", json.dumps({"hop": 0.01})) == 2
     assert "--frames" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_inputs_are_read_once_per_process_not_per_chunk(data, tmp_path, monkeypatch):
+    """Twelve chunks: the instances are read once, each image's masks built once, the tensor
+    file opened once, and each chunk reads only its own rows."""
+    from vgsalign.scores import masks, plan, tensor_io
+    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.run import run_scores
+
+    calls = {"instances": 0, "regions": [], "opens": 0, "rows": []}
+
+    def counting(function, key, record=lambda *a, **k: None):
+        def wrapped(*args, **kwargs):
+            record(*args, **kwargs)
+            if isinstance(calls[key], int):
+                calls[key] += 1
+            return function(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(plan, "load_instances", counting(plan.load_instances, "instances"))
+    monkeypatch.setattr(masks, "build_image_regions", counting(
+        masks.build_image_regions, "regions", lambda image, *a, **k: calls["regions"].append(image.image_id)))
+    monkeypatch.setattr(tensor_io.TensorReader, "_open", counting(tensor_io.TensorReader._open, "opens"))
+    monkeypatch.setattr(tensor_io.TensorReader, "read", counting(
+        tensor_io.TensorReader.read, "rows", lambda self, rows: calls["rows"].append(len(rows))))
+    run_scores(tensors=data["tensors"], pairs_csv=data["pairs"], instances_json=data["instances"],
+               out_dir=tmp_path / "out", settings=ScoreSettings(**SETTINGS), threads=1, chunk_utterances=2)
+    assert calls["instances"] == 1 and calls["opens"] == 1
+    assert sorted(calls["regions"]) == sorted(set(calls["regions"])) and len(calls["regions"]) == 8
+    assert calls["rows"] == [2] * 12
