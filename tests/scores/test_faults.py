@@ -201,3 +201,21 @@ def test_recorded_checksums_must_be_there(data, tmp_path, capsys):
     assert _run(data, tmp_path / "out", tensors=without) == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and str(without) in lines[0] and "no checksums" in lines[0]
+
+
+def test_spawned_workers_give_the_same_bytes(data, tmp_path, monkeypatch):
+    """Where fork is missing (macOS, Windows) the job is pickled once per spawned worker."""
+    import multiprocessing
+
+    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.run import run_scores
+
+    def run(out):
+        run_scores(tensors=data["tensors"], pairs_csv=data["pairs"], instances_json=data["instances"], out_dir=out,
+                   settings=ScoreSettings(bootstrap=20), threads=2, chunk_utterances=3)
+
+    run(tmp_path / "fork")
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    run(tmp_path / "spawn")
+    for path in sorted((tmp_path / "fork").glob("*.csv")):
+        assert path.read_bytes() == (tmp_path / "spawn" / path.name).read_bytes(), path.name
