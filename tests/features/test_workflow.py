@@ -75,3 +75,31 @@ def test_features_target_resume_and_reruns(tmp_path, repo_root):
                                        "visual": {**defaults["visual"], "batch_size": 7, "num_workers": 0}}))
     dry = snakemake(repo_root, work, [config, changed], "features", "-n")
     assert jobs_of(dry.stdout) == {"features_audio": 2, "features": 1}, dry.stdout[-2000:]
+
+
+def test_a_deleted_shard_is_rebuilt_by_a_plain_scores_run(tmp_path, repo_root):
+    """Every stage target lists the shards, so a missing shard is a missing input of `scores`:
+    it is rebuilt, and what read it reruns (outputs recorded with --touch, nothing run)."""
+    from tests.helpers.workflow import tiny_demo_config
+
+    work = tmp_path / "work"
+    work.mkdir()
+    config = tiny_demo_config(tmp_path / "tiny.yaml")
+
+    def run(*args):
+        command = [sys.executable, "-m", "snakemake", "-s", str(repo_root / "Snakefile"), "-d", str(work),
+                   "--configfile", str(config), "--cores", "2", *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    summary = run("--summary", "scores").stdout
+    for line in summary.splitlines()[1:]:
+        if "\t" in line:
+            (work / line.split("\t")[0]).parent.mkdir(parents=True, exist_ok=True)
+            (work / line.split("\t")[0]).touch()
+    run("--touch", "--forceall", "scores")
+    assert jobs_of(run("-n", "scores").stdout) == {}
+    (work / "results/tiny/features/visual/val2014/shard_00001.h5").unlink()
+    planned = jobs_of(run("-n", "scores").stdout)
+    assert planned == {"features_visual": 1, "train_model": 1, "tensors_dump": 1, "score_pairs": 1, "scores": 1}, planned
