@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -9,6 +13,7 @@ import pytest
 import soundfile
 
 from tests.helpers.features import AUDIO, FRAMES, build_plan, extract_audio, make_corpus
+from vgsalign.cli import run_main
 from vgsalign.errors import InputError
 from vgsalign.features import audio as features_audio
 from vgsalign.features import shards
@@ -89,3 +94,35 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path, capsys):
     assert extract_audio(paths, 0, out) == 0
     assert not leftover.exists() and other.exists() and out.is_file()
     assert f"removed {leftover}" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_shard(tmp_path):
+    corpus = make_corpus(tmp_path, n_images=8, captions_per_image=9)  # 72 captions: two chunks of work
+    paths = build_plan(tmp_path, corpus, shard_size=8)
+    alone, pooled = tmp_path / "one" / "shard_00000.h5", tmp_path / "two" / "shard_00000.h5"
+    assert extract_audio(paths, 0, alone, shard_size=8) == 0
+    assert extract_audio(paths, 0, pooled, threads=2, shard_size=8) == 0
+    with h5py.File(alone, "r") as a, h5py.File(pooled, "r") as b:
+        assert len(a["utt_id"]) == 72
+        for name in ("utt_id", "image_id", "logmel", "n_frames", "pad_frames"):
+            assert np.array_equal(a[name][...], b[name][...]), name
+
+
+def test_a_dead_audio_worker_fails_the_step_fast_naming_the_shard(tmp_path, monkeypatch, capsys):
+    corpus = make_corpus(tmp_path, n_images=8, captions_per_image=9)  # 72 captions: the pool takes the 2nd chunk
+    paths = build_plan(tmp_path, corpus, shard_size=8)
+    victim = sorted((corpus["speech_root"] / "val2014/wav").glob("*.wav"))[70].name
+    load, step = features_audio.load_audio, os.getpid()
+
+    def dies_on_the_victim(path, sample_rate):
+        if str(path).endswith(victim) and os.getpid() != step:  # in a worker process only
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        return load(path, sample_rate)
+
+    monkeypatch.setattr(features_audio, "load_audio", dies_on_the_victim)  # inherited by the forked workers
+    out = tmp_path / "audio" / "shard_00000.h5"
+    started = time.monotonic()
+    assert run_main("features-audio", lambda argv: extract_audio(paths, 0, out, threads=2, shard_size=8)) == 2
+    assert time.monotonic() - started < 30
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "audio worker process died" in line and f"{out} (shard 0)" in line and not out.exists()

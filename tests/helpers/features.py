@@ -94,13 +94,14 @@ def build_plan(folder: Path, corpus: dict, split: str = "val2014", **changes) ->
     return {**paths, "n_shards": n}
 
 
-def extract_audio(plan_paths: dict, shard: int, out: Path, audio: dict | None = None, **changes) -> int:
+def extract_audio(plan_paths: dict, shard: int, out: Path, audio: dict | None = None, threads: int = 1,
+                  **changes) -> int:
     from vgsalign.features import audio as features_audio
 
     return features_audio.main([
         "--captions", str(plan_paths["captions"]), "--split", "val2014", "--shard", str(shard),
         "--n-shards", str(plan_paths["n_shards"]), "--audio", json.dumps(audio or AUDIO), "--frames", json.dumps(FRAMES),
-        "--features", json.dumps(features_slice(**changes)), "--out", str(out)])
+        "--features", json.dumps(features_slice(**changes)), "--threads", str(threads), "--out", str(out)])
 
 
 def extract_visual(plan_paths: dict, corpus: dict, out: Path, shard: int = 0, visual: dict | None = None,
