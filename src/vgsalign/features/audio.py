@@ -76,8 +76,12 @@ def _chunk(items: list[tuple[str, str]], audio: LogMelSettings, impl: str) -> li
 
 def _worker_start() -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)  # parallel over captions, not inside one small FFT
+    # parallel over captions, not inside one small FFT or matrix product: one thread each
+    # for torch and for numpy's BLAS (several per worker oversubscribe the cores)
+    torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def chunk_results(items: list[tuple[str, str]], audio: LogMelSettings, impl: str, threads: int,
