@@ -37,7 +37,7 @@ from .plan import ShardingSettings, handle_problems
 from .shard_writer import kept_rows, remove_leftovers, write_shard
 
 CHUNK = 64  # captions handed to a worker process at a time
-# torch.stft one caption at a time: about 3x librosa's captions per CPU-second, wav loading
+# torch.stft one caption at a time: 2.5-3x librosa's captions per CPU-second, wav loading
 # included, and equal within 1e-4 dB on speech (benchmarks/bench_features.py); batching
 # padded captions is slower on a CPU
 LOGMEL_IMPL = "torch"

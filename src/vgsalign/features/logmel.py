@@ -21,7 +21,7 @@ Two implementations compute the same numbers: `logmel_librosa` (the reference) a
 padded batch). They agree within 1e-4 dB on speech-like signals (tested; 6.5e-5 dB in
 the benchmark); only in bins far below a pure tone's peak (80+ dB down) float32
 rounding makes them differ by up to ~0.01 dB. The stage uses torch one caption at a
-time, about 3x librosa's captions per CPU-second with the wav loading included
+time, 2.5-3x librosa's captions per CPU-second with the wav loading included
 (benchmarks/bench_features.py).
 
 `place_on_grid` cuts a caption at `frames.max` frames and pads it to exactly that many,
