@@ -86,13 +86,15 @@ class SyntheticRun:
 def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_images: int = 8,
              captions_per_image: int = 2, pairs_per_caption: int = 2, seed: int = 0, bootstrap: int = 200,
              threads: int = 1, random_weights: bool = False, n_unscorable: int = 1, dense_every: int = 1,
-             epochs: int = 4, n_val_images: int = 60, pool_size: int = 1000, n_rejected: int = 0) -> SyntheticRun:
+             epochs: int = 4, n_val_images: int = 60, pool_size: int = 1000, n_rejected: int = 0,
+             input_frames_offset: float | None = None) -> SyntheticRun:
     """Write a complete results folder under root/results/<name> and return its paths.
 
     n_unscorable pairs name a category their image does not have (excluded by the scorer
     as category_not_in_image); random_weights marks the visual shard as the output of a
     CNN with random weights (a warning in the report); n_rejected rows go into each rejects
-    table (the test set's dataset rejects and the features' caption index rejects)."""
+    table (the test set's dataset rejects and the features' caption index rejects);
+    input_frames_offset, when given, is recorded in tensors.h5 as the tensor dump does."""
     rng = np.random.default_rng(seed)
     results = root / "results" / name
     coco = results / "corpus" / "coco"
@@ -233,6 +235,8 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
                            "max_frames": MAX_FRAMES, "padding": "start", "model": "cnnatt",
                            "source": "vgsalign tensors: attention scores before softmax of checkpoint "
                                      "train/checkpoint_best.pt (epoch 3)"})
+        if input_frames_offset is not None:
+            tens.attrs["input_frames_offset"] = float(input_frames_offset)
         audio.create_dataset("utt_id", data=ids, dtype=string)
         audio["image_id"] = np.array([u[1] for u in utterances], dtype=np.int64)
         audio["n_frames"] = np.array([u[3] for u in utterances], dtype=np.int32)

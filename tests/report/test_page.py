@@ -175,7 +175,8 @@ def _check_maps_reproduce_the_table(examples, mapping) -> None:
         weights, totals, _ = frame_weights(pair, len(example.temporal_share), mapping, example.mode)
         np.testing.assert_allclose((example.temporal_share * weights / totals).sum(), pair["as_word"],
                                    rtol=1e-9, atol=1e-12)
-        assert example.frame_edges_s[0] == pytest.approx(-pair["pad_frames"] * 0.01)
+        offset = mapping.get("input_frames_offset", 0.0)
+        assert example.frame_edges_s[0] == pytest.approx((offset - pair["pad_frames"]) * 0.01)
         assert example.image.shape[:2] == example.mask.shape
 
 
@@ -194,6 +195,17 @@ def test_example_maps_are_the_scored_ones_and_the_figure_is_legible(run):
     for row in {round(t.get_position()[1], 3) for t in words_axis.texts}:
         same_row = [t for t in words_axis.texts if round(t.get_position()[1], 3) == row]
         assert overlapping(same_row, renderer, "x") == []
+
+
+def test_example_maps_follow_the_tensor_time_offset(tmp_path):
+    """tensors.h5 says its frames start 4 input frames early (the audio branch's padding):
+    the examples shift the word and the frame edges as the scores do, and still
+    reproduce the table."""
+    shifted = make_run(tmp_path, n_categories=4, n_images=4, captions_per_image=2, pairs_per_caption=2,
+                       input_frames_offset=-4)
+    examples, mapping = _examples(shifted, shifted.results / "scores")
+    assert mapping["input_frames_offset"] == -4
+    _check_maps_reproduce_the_table(examples, mapping)
 
 
 def test_examples_draw_the_crowd_regions_they_do_not_score(run):

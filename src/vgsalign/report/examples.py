@@ -19,9 +19,9 @@ AS family's S and Q are shown:
   word covers) it is AS_word with object normalisation (the image normalisation scales
   it by the mask's share of the image).
 
-Time: tensor frame k covers padded input frames [b_k, b_k+1) (k r to (k+1) r for r
-input frames per tensor frame); with `pad` padding frames before the audio, input frame
-t starts at (t - pad) * hop seconds after the audio starts. The log-mel rows of the
+Time: tensor frame k covers padded input frames [o + b_k, o + b_k+1) (o + k r to
+o + (k+1) r for r input frames per tensor frame, o the tensor's input_frames_offset);
+with `pad` padding frames before the audio, input frame t starts at (t - pad) * hop seconds after the audio starts. The log-mel rows of the
 audio shard use the same padding, so its audio part is rows [pad, pad + n_frames).
 """
 
@@ -103,17 +103,25 @@ def choose_examples(pair_scores: pd.DataFrame, n_examples: int, seed: int) -> li
 def frame_weights(pair: dict, n_tensor_frames: int, time_mapping: dict,
                   mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(word weights (T,), frame lengths (T,), frame edges (T + 1,) in padded input frames),
-    as `vgsalign.scores.run` computes them for the pair."""
+    as `vgsalign.scores` computes them for the pair: tensor frame k covers padded input
+    frames [o + b_k, o + b_k+1), o the tensor's input_frames_offset (0 when not recorded),
+    and the word's span is clipped to the frames the tensor covers."""
     r = float(time_mapping["input_frames_per_frame"])
+    covered = float(time_mapping["input_frames_covered"])
+    offset = float(time_mapping.get("input_frames_offset", 0.0))
     if mode == "reference":
-        bounds = reference_frame_bounds(n_tensor_frames, int(round(float(time_mapping["input_frames_covered"]))))
-        weights = reference_word_weights([int(pair["onset_frame"])], [int(pair["offset_frame"])], bounds)[0]
-        return weights, reference_frame_totals(bounds), bounds.astype(np.float64)
+        offset, covered = int(round(offset)), int(round(covered))
+        bounds = reference_frame_bounds(n_tensor_frames, covered)
+        start, end = np.clip([int(pair["onset_frame"]) - offset, int(pair["offset_frame"]) - offset], 0, covered)
+        weights = reference_word_weights([start], [end], bounds)[0]
+        return weights, reference_frame_totals(bounds), bounds.astype(np.float64) + offset
     hop = float(time_mapping["hop_s"])
     pad = float(pair["pad_frames"])
-    weights = exact_word_weights([pad + float(pair["onset_s"]) / hop], [pad + float(pair["offset_s"]) / hop],
-                                 n_tensor_frames, r)[0]
-    return weights, exact_frame_totals(n_tensor_frames, r), np.arange(n_tensor_frames + 1, dtype=np.float64) * r
+    start, end = np.clip([pad + float(pair["onset_s"]) / hop - offset, pad + float(pair["offset_s"]) / hop - offset],
+                         0.0, covered)
+    weights = exact_word_weights([start], [end], n_tensor_frames, r)[0]
+    edges = np.arange(n_tensor_frames + 1, dtype=np.float64) * r + offset
+    return weights, exact_frame_totals(n_tensor_frames, r), edges
 
 
 def attention_shares(avt: np.ndarray, softmax: str, word_weights: np.ndarray, frame_totals: np.ndarray,
