@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import tests.helpers.testdata as h
+from vgsalign.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,7 @@ def demo_precision_recall(truth: dict, pairs: pd.DataFrame) -> dict:
 
 def test_demo_corpus_end_to_end_against_ground_truth(tmp_path, repo_root):
     pytest.importorskip("tests.helpers.demo")
-    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    config = load_config(repo_root / "config.yaml")  # with the schema's defaults
     config["dataset"]["name"] = "tinydemo"
     config["dataset"]["splits"] = {"train": "val2014", "val": "val2014", "test": "val2014"}
     config["demo"].update(n_images={"val2014": 8}, captions_per_image=2)
