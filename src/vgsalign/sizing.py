@@ -41,3 +41,28 @@ class JobSize:
 
     def runtime(self, wildcards, input, attempt: int = 1) -> int:
         return int((self.runtime_min_base + self.runtime_min_per_input_mb * input_mb(input)) * attempt)
+
+
+def largest_files_mb(paths: Iterable[str], count: int) -> float:
+    """Total size in MB of the `count` largest existing files among `paths`."""
+    sizes = []
+    for path in set(paths):           # a file listed twice is held once
+        try:
+            sizes.append(os.path.getsize(path))
+        except OSError:
+            pass
+    return sum(sorted(sizes, reverse=True)[:count]) / 1e6
+
+
+@dataclass(frozen=True)
+class StreamingJobSize(JobSize):
+    """A job that holds a bounded number of its input files at once (training streams its
+    shards a group at a time, the next group read ahead): memory is a base plus a share of
+    the `files_held` largest inputs, whatever the number of inputs; runtime still grows
+    with all of them."""
+
+    files_held: int = 4
+
+    def mem_mb(self, wildcards, input, attempt: int = 1) -> int:
+        need = self.mem_mb_base + self.mem_mb_per_input_mb * largest_files_mb(input, self.files_held)
+        return int(need * RETRY_MEMORY_FACTOR ** (attempt - 1))

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from vgsalign.config import validate_config, with_defaults
 from vgsalign.errors import InputError
-from vgsalign.sizing import JobSize
+from vgsalign.sizing import JobSize, StreamingJobSize
 
 # Every key a config file leaves out takes its default from src/vgsalign/config.schema.yaml,
 # before anything reads `config`: rules always pass complete slices.
@@ -132,7 +132,10 @@ JOB_SIZES = {
     "features_index": JobSize(mem_mb_base=2000, runtime_min_base=20, mem_mb_per_input_mb=5.0, runtime_min_per_input_mb=0.02),
     "features_audio": JobSize(mem_mb_base=3000, runtime_min_base=60),
     "features_visual": JobSize(mem_mb_base=6000, runtime_min_base=120),
-    "train_model": JobSize(mem_mb_base=12000, runtime_min_base=240, runtime_min_per_input_mb=0.05),
+    # training holds two groups of train.shards_per_group shards (one trained on, one read
+    # ahead): a share of the largest shard files, however many the split has
+    "train_model": StreamingJobSize(mem_mb_base=4000, runtime_min_base=240, runtime_min_per_input_mb=0.05,
+                                    mem_mb_per_input_mb=1.5, files_held=4 * config["train"]["shards_per_group"]),
     "tensors_dump": JobSize(mem_mb_base=6000, runtime_min_base=30, runtime_min_per_input_mb=0.002),
     "score_pairs": JobSize(mem_mb_base=3000, runtime_min_base=20, mem_mb_per_input_mb=0.5, runtime_min_per_input_mb=0.01),
     "report_html": JobSize(mem_mb_base=2000, runtime_min_base=15, mem_mb_per_input_mb=2.0),
