@@ -111,6 +111,21 @@ def vectors_file():
     return f"{RESOURCES}/vectors/{config['word_vectors']['source']}.kv"
 
 
+# --------------------------------------------------------------------------- training inputs
+
+def train_slice():
+    """The train config slice less train.resume."""
+    return as_json({k: v for k, v in config["train"].items() if k != "resume"})
+
+
+def validation_shards(modality):
+    """The validation split's shards, needed only with train.validation: split."""
+    if config["train"]["validation"] != "split":
+        return []
+    return FEATURE_SHARDS[(modality, SPLITS["val"])]   # defined in features.smk
+
+
+
 # --------------------------------------------------------------------------- job sizes
 # SLURM sizes each job from its inputs (vgsalign.sizing.JobSize): memory and runtime grow
 # linearly with the input files' size, and memory grows by half on every retry (the slurm

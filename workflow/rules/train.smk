@@ -11,18 +11,6 @@ TRAIN = f"{RESULTS}/train"
 TRAIN_RESUME = str(config["train"]["resume"])
 
 
-def train_slice():
-    """The train config slice less train.resume."""
-    return as_json({k: v for k, v in config["train"].items() if k != "resume"})
-
-
-def validation_shards(modality):
-    """The validation split's shards, needed only with train.validation: split."""
-    if config["train"]["validation"] != "split":
-        return []
-    return FEATURE_SHARDS[(modality, SPLITS["val"])]
-
-
 rule train_model:
     input:
         train_audio=FEATURE_SHARDS[("audio", SPLITS["train"])],
