@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.workflow import ROOT, jobs_planned, output_of, run_env, tiny_demo_config
+from tests.helpers.workflow import ROOT, SPLIT, jobs_planned, output_of, run_env, tiny_demo_config
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +184,33 @@ def test_shared_helpers_are_not_hashed(workflow):
         assert jobs_planned(workflow.snakemake("-n", *TARGETS)) == {}
     finally:
         path.write_text(original)
+
+
+def test_an_edited_corpus_file_reruns_what_read_it(workflow):
+    """The split's corpus state (names, sizes, mtimes) is an input of the steps that read
+    the corpus, refreshed at every start: an unchanged corpus reruns nothing, a caption
+    file added, edited or deleted reruns every step that reads the corpus."""
+    state = f"results/tiny/corpus/state_{SPLIT}.json"
+    caption = workflow.work / "results/tiny/corpus/speech" / SPLIT / "json/1_1_Joe_None_1-0.json"
+    caption.parent.mkdir(parents=True, exist_ok=True)
+    caption.write_text('{"timecode": []}')
+    try:
+        # record the state for real (the fixture's --touch left an empty file), then bring
+        # everything after it up to date
+        workflow.snakemake("--forcerun", "corpus_state", "--until", "corpus_state", state)
+        workflow.snakemake("--touch", *TARGETS)
+        assert jobs_planned(workflow.snakemake("-n", *TARGETS)) == {}
+
+        caption.write_text('{"timecode": [[0, "WORD", "a"]]}')
+        planned = working_rules(jobs_planned(workflow.snakemake("-n", *TARGETS)), workflow.tree)
+        assert {"testdata_dataset", "features_images", "train_model", "score_pairs"} <= set(planned)
+        assert "corpus_state" not in planned          # refreshed at the start, not a job
+
+        caption.unlink()                              # a deleted file is a change too
+        planned = working_rules(jobs_planned(workflow.snakemake("-n", *TARGETS)), workflow.tree)
+        assert "testdata_dataset" in planned
+    finally:
+        caption.unlink(missing_ok=True)
+        workflow.snakemake("-n", *TARGETS)            # the state follows the corpus back
+        workflow.snakemake("--touch", *TARGETS)
+    assert jobs_planned(workflow.snakemake("-n", *TARGETS)) == {}
