@@ -67,6 +67,31 @@ def test_bad_wavs_stop_or_are_listed(tmp_path):
         assert h5.attrs["n_rejected"] == 2 and h5.attrs["n_silent"] == 1 and len(h5["utt_id"]) == 6
 
 
+def test_a_wav_of_noise_is_not_taken_for_speech(tmp_path):
+    """A valid wav holding white noise: one line naming it, or listed under skip; a steady
+    tone is refused the same way, and the speech-like captions are kept."""
+    corpus = make_corpus(tmp_path, n_images=4)
+    wav_dir = corpus["speech_root"] / "val2014/wav"
+    noisy, steady = sorted(wav_dir.glob("*.wav"))[:2]
+    seconds = soundfile.info(noisy).duration
+    rng = np.random.default_rng(0)
+    soundfile.write(noisy, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
+    soundfile.write(steady, (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * 16000)) / 16000)).astype(np.float32),
+                    16000)
+    paths = build_plan(tmp_path, corpus)
+    out = tmp_path / "shard_00000.h5"
+    with pytest.raises(InputError, match="no speech") as err:
+        extract_audio(paths, 0, out)
+    assert noisy.name in str(err.value) or steady.name in str(err.value)
+    assert not out.exists()
+    assert extract_audio(paths, 0, out, on_error="skip") == 0
+    rejects = shards.read_rejects(out)
+    assert sorted(rejects["id"]) == sorted([noisy.stem, steady.stem])
+    assert all("no speech" in p for p in rejects["problem"])
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["n_rejected"] == 2 and len(h5["utt_id"]) == 6
+
+
 def test_float16_storage_keeps_the_values_to_half_precision(tmp_path):
     corpus = make_corpus(tmp_path, n_images=4)
     paths = build_plan(tmp_path, corpus)

@@ -18,6 +18,14 @@ def sine(seconds: float, freq: float, sr: int = SR, amplitude: float = 0.3) -> n
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def syllables(seconds: float, freq: float, sr: int = SR, amplitude: float = 0.3) -> np.ndarray:
+    """A tone whose loudness rises and falls three times a second (from 10% to 100%), as
+    speech does between syllables: the audio step refuses steady tones and noise."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 3.0 * t)
+    return (envelope * sine(seconds, freq, sr, amplitude)).astype(np.float32)
+
+
 def make_corpus(root: Path, split: str = "val2014", n_images: int = 6, captions_per_image: int = 2,
                 seed: int = 0) -> dict:
     """Images (varied sizes, JPEG) + instances JSON, and caption wavs + SPEECH-COCO JSON.
@@ -41,7 +49,7 @@ def make_corpus(root: Path, split: str = "val2014", n_images: int = 6, captions_
         for c in range(captions_per_image):
             stem = f"{image_id}_{number * 10 + c}"
             seconds = float(rng.uniform(0.4, 1.2))
-            soundfile.write(speech / split / "wav" / f"{stem}.wav", sine(seconds, 200 + 150 * c + 20 * number), SR, subtype="PCM_16")
+            soundfile.write(speech / split / "wav" / f"{stem}.wav", syllables(seconds, 200 + 150 * c + 20 * number), SR, subtype="PCM_16")
             meta = {"wavFilename": f"{stem}.wav", "synthesisedCaption": "a tone", "duration": seconds,
                     "imgID": image_id, "captionID": number * 10 + c, "speaker": "tone",
                     "timecode": [[0, "WORD", "a"], [int(seconds * 500), "WORD", "tone"]]}

@@ -60,13 +60,35 @@ def logmel_of(signal: np.ndarray, audio: LogMelSettings, impl: str = LOGMEL_IMPL
     return logmel_torch([signal], audio)[0] if impl == "torch" else logmel_librosa(signal, audio)
 
 
+# Speech rises and falls by tens of dB between syllables and pauses; a wav whose frame
+# energy stays within this spread (standard deviation, dB) over half a second or more is
+# stationary noise, not speech (white noise: about 0.6 dB; the demo's speech: over 20 dB)
+MIN_ENERGY_SPREAD_DB = 2.0
+MIN_FRAMES_FOR_SPREAD = 50
+
+
+def energy_spread_db(logmel: np.ndarray) -> float:
+    """Standard deviation over frames of each frame's total energy (dB), from its log-mel."""
+    frame_db = 10 * np.log10(np.sum(np.power(10.0, logmel.astype(np.float64) / 10), axis=1))
+    return float(frame_db.std())
+
+
 def _caption(utt_id: str, wav: str, audio: LogMelSettings, impl: str):
-    """(log-mel, silent, problem) of one caption; an unreadable wav gives a problem, not an exception."""
+    """(log-mel, silent, problem) of one caption; an unreadable wav, or one that holds
+    stationary noise rather than speech, gives a problem, not an exception."""
     try:
         signal = load_audio(wav, audio.sample_rate)
     except InputError as err:
         return None, False, {"id": utt_id, "path": wav, "problem": err.problem}
-    return logmel_of(signal, audio, impl), not np.any(signal), None
+    logmel, silent = logmel_of(signal, audio, impl), not np.any(signal)
+    if not silent and len(logmel) >= MIN_FRAMES_FOR_SPREAD:
+        spread = energy_spread_db(logmel)
+        if spread < MIN_ENERGY_SPREAD_DB:
+            return None, False, {"id": utt_id, "path": wav, "problem": (
+                f"no speech: the frame energy varies by {spread:.1f} dB (standard deviation) over "
+                f"{len(logmel) * audio.hop_s:.1f} s, under the {MIN_ENERGY_SPREAD_DB} dB of any speech "
+                f"(stationary noise?)")}
+    return logmel, silent, None
 
 
 def _chunk(items: list[tuple[str, str]], audio: LogMelSettings, impl: str) -> list[tuple]:
