@@ -71,5 +71,7 @@ def test_package_is_installed_by_the_post_deploy_script():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "workflow/rules").glob("*.smk")), ids=lambda p: p.name)
 def test_rules_name_existing_environments(path):
+    # every rule runs in vgsalign's environment, but the forced aligner in its own
+    allowed = {ENV, ROOT / "envs/mfa.yaml"} if path.name == "alignments.smk" else {ENV}
     for line in re.findall(r"^\s+conda:\n\s+\"([^\"]+)\"", path.read_text(), flags=re.M):
-        assert (path.parent / line).resolve() == ENV, f"{path.name}: conda env {line} (every rule uses {ENV.name})"
+        assert (path.parent / line).resolve() in allowed, f"{path.name}: conda env {line} (rules use {ENV.name})"

@@ -40,8 +40,8 @@ rule alignments_corpus:
         " --out {output} 2>&1 | tee {log}"
 
 
-# MFA runs from dataset.mfa.command (mfa on PATH, or `conda run -n <env> mfa` for the
-# environment of envs/mfa.yaml), with its models downloaded beforehand.
+# MFA runs from dataset.mfa.command: `mfa` on PATH, or in envs/mfa.yaml's environment
+# with `--use-conda`, or `conda run -n <env> mfa`; its models downloaded beforehand.
 rule alignments_mfa:
     input:
         rules.alignments_corpus.output,
@@ -61,6 +61,8 @@ rule alignments_mfa:
         f"{LOGS}/alignments/mfa_{{split}}.log",
     benchmark:
         f"{BENCHMARKS}/alignments_mfa_{{split}}.tsv"
+    conda:
+        "../../envs/mfa.yaml"
     shell:
         "{params.mfa} align {input} {params.dictionary} {params.acoustic_model} {output}"
         " --output_format long_textgrid --clean -j {threads} 2>&1 | tee {log}"
