@@ -15,6 +15,8 @@ import yaml
 
 from vgsalign.config import load_config
 
+from .workflow import jobs_planned  # noqa: F401  (tests read it from here with the other helpers)
+
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT = "val2014"
 SR = 16000
@@ -173,19 +175,3 @@ def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 300) -
          "--configfile", str(configfile), "--cores", "2", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
-
-
-def jobs_planned(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from the `Job stats` table of a (dry) run."""
-    text = proc.stdout + proc.stderr
-    counts: dict[str, int] = {}
-    if "Job stats:" not in text:
-        return counts
-    table = text.split("Job stats:", 1)[1].splitlines()
-    for line in table[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        if parts[0] != "total":
-            counts[parts[0]] = int(parts[1])
-    return counts

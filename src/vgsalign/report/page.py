@@ -15,7 +15,6 @@ show.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from ..atomic import write_text
 from ..corpus.coco import open_coco
 from ..errors import InputError
 from ..scores.alignment import SCORE_NAMES
-from ..settings import settings_from_json
+from ..settings import json_object, settings_from_json
 from . import sections
 from .captions import caption
 from .chance import chance_corrected_bars, scatter_mask_area, scatter_word_duration
@@ -194,15 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _json_object(text: str | None, where: str) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(where, f"not valid JSON ({err})") from None
-    if not isinstance(value, dict):
-        raise InputError(where, "expected a JSON object")
-    return value
+    """An optional JSON-object option: {} when not given."""
+    return json_object(text, where) if text else {}
 
 
 def main(argv: list[str] | None = None) -> int:
