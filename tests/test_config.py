@@ -363,6 +363,17 @@ def test_a_schema_error_leaves_the_other_cross_checks_running(tmp_path):
     assert problems[1] == f"dataset.speech_root = '{tmp_path / 'nowhere'}': expected an existing folder"
 
 
+def test_spokencoco_needs_alignments_root_unless_the_workflow_aligns(tmp_path):
+    dataset = {"source": "spokencoco", "speech_root": str(tmp_path), "coco_root": str(tmp_path),
+               "alignments_root": None}
+    (problem,) = _problems({"dataset": dataset})
+    assert problem.startswith("dataset.alignments_root = None: expected the TextGrid folder")
+    assert _problems({"dataset": {**dataset, "mfa": {"run": True}}}) == []
+    assert _problems({"dataset": {**dataset, "alignments_root": str(tmp_path), "mfa": {"run": False}}}) == []
+    # SPEECH-COCO has its word times in its captions: no alignments needed either way
+    assert _problems({"dataset": {**dataset, "source": "speechcoco"}}) == []
+
+
 @pytest.mark.parametrize("text, problem", [("{mode: exact}", "not valid JSON"), ("[1, 2]", "expected a JSON object")])
 def test_settings_from_json_names_the_option_on_bad_json(text, problem):
     with pytest.raises(InputError) as err:

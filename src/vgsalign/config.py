@@ -216,7 +216,8 @@ def _demo_splits(c: dict) -> list[str]:
 
 def _corpus_folders(c: dict) -> list[str]:
     """For a real corpus, `dataset.speech_root` and `dataset.coco_root` must be existing
-    folders, and `spokencoco` needs `dataset.alignments_root`."""
+    folders, and `spokencoco` needs `dataset.alignments_root` unless the workflow makes the
+    alignments itself (`dataset.mfa.run`)."""
     ds, lines = c["dataset"], []
     if ds["source"] == "demo":
         return lines
@@ -225,8 +226,9 @@ def _corpus_folders(c: dict) -> list[str]:
             lines.append(f"dataset.{key} = None: expected a folder when dataset.source is {ds['source']!r}")
         elif not Path(ds[key]).is_dir():
             lines.append(f"dataset.{key} = {ds[key]!r}: expected an existing folder")
-    if ds["source"] == "spokencoco" and not ds["alignments_root"]:
-        lines.append("dataset.alignments_root = None: expected the TextGrid folder when dataset.source is 'spokencoco'")
+    if ds["source"] == "spokencoco" and not ds["alignments_root"] and not ds["mfa"]["run"]:
+        lines.append("dataset.alignments_root = None: expected the TextGrid folder when dataset.source is "
+                     "'spokencoco' (or dataset.mfa.run: true to align with MFA in the workflow)")
     return lines
 
 
@@ -307,7 +309,8 @@ def _validation_pools(c: dict) -> list[str]:
 
 CROSS_CHECKS = [
     (("dataset.source", "dataset.splits", "demo.n_images"), _demo_splits),
-    (("dataset.source", "dataset.speech_root", "dataset.coco_root", "dataset.alignments_root"), _corpus_folders),
+    (("dataset.source", "dataset.speech_root", "dataset.coco_root", "dataset.alignments_root", "dataset.mfa.run"),
+     _corpus_folders),
     (("word_vectors",), _word_vectors),
     (("audio", "frames.hop_s"), _audio_frames),
     (("frames.max", "scores.mode"), _frames_max),
