@@ -30,6 +30,7 @@ SPLITS = config["dataset"]["splits"]
 # every split the workflow reads, each once (train, val and test may coincide)
 USED_SPLITS = sorted(set(SPLITS.values()))
 IS_DEMO = config["dataset"]["source"] == "demo"
+IS_SPOKENCOCO = config["dataset"]["source"] == "spokencoco"
 
 
 def as_json(value):
@@ -80,6 +81,35 @@ def instances_json(split):
     return f"{coco_root()}/annotations/instances_{split}.json"
 
 
+
+def karpathy_index(split):
+    """SpokenCOCO_<split>.json, the Karpathy index whose images a SpokenCOCO split's plan holds."""
+    from vgsalign.corpus.spokencoco import spokencoco_index
+
+    return spokencoco_index(Path(speech_root()), split)
+
+
+def feature_instances(split):
+    """The instances files the image plan of a split reads: for SpokenCOCO, those of every
+    COCO split its index names (IMAGE_PLANS, features.smk); else the split's own."""
+    return [instances_json(s) for s in IMAGE_PLANS[split].coco_splits] if IS_SPOKENCOCO else [instances_json(split)]
+
+
+def feature_image_root(split):
+    """The folder images.csv's file_name is relative to: coco_root for SpokenCOCO (its
+    images come from several COCO splits), else the split's image folder."""
+    return coco_root() if IS_SPOKENCOCO else image_dir(split)
+
+
+def feature_images_args(split):
+    """Where `vgsalign features-images` finds a split's images, as its options."""
+    if IS_SPOKENCOCO:
+        options = ["--karpathy-index", str(karpathy_index(split)), "--coco-root", coco_root()]
+    else:
+        options = ["--instances", instances_json(split), "--image-dir", image_dir(split)]
+    return " ".join(shlex.quote(option) for option in options)
+
+
 def corpus_ready(split):
     """Inputs of every step that reads a split's corpus: the demo corpus manifest (which
     makes the demo corpus first), and the split's corpus state (workflow/rules/corpus.smk),
@@ -95,9 +125,11 @@ def corpus_state_file(split):
 def corpus_watch(split):
     """The files and folders of a split's corpus whose changes rerun the steps that read them."""
     speech = Path(speech_root())
-    watch = [speech / split if (speech / split).is_dir() else speech, Path(instances_json(split))]
+    # a SpokenCOCO index mixes COCO splits (val2014 "restval" images in the train index)
+    coco_splits = USED_SPLITS if IS_SPOKENCOCO else [split]
+    watch = [speech / split if (speech / split).is_dir() else speech] + [Path(instances_json(s)) for s in coco_splits]
     coco = Path(coco_root())
-    watch += [folder for folder in (coco / split, coco / "images" / split) if folder.is_dir()]
+    watch += [folder for s in coco_splits for folder in (coco / s, coco / "images" / s) if folder.is_dir()]
     if not IS_DEMO and config["dataset"]["alignments_root"]:
         watch.append(Path(config["dataset"]["alignments_root"]))
     return [str(p) for p in watch]

@@ -1,19 +1,23 @@
 # Feature extraction (the original's features_extraction): per split, an image index and a
 # caption index, then one job per (modality, split, shard) so a cluster runs shards in
 # parallel. The shard count is known when the DAG is built (no checkpoint): demo.n_images
-# for the demo corpus, else the image count of the instances JSON (cached by size and mtime).
+# for the demo corpus, else the image count of the instances JSON, or for SpokenCOCO of the
+# Karpathy index, whose images come from the instances file and folder of their own COCO
+# split (val2014 "restval" images in the train index); cached by size and mtime.
 # Audio shards take the audio + frames slices, visual shards the visual slice: changing
 # audio.n_mels reruns the audio shards (and what reads them), never the visual ones.
 
-from vgsalign.features.plan import plan_shard_counts
+from vgsalign.features.plan import plan_splits
 
 FEATURES = f"{RESULTS}/features"
 
 try:
-    SHARD_COUNTS = plan_shard_counts(config, USED_SPLITS, instances_json, f"{FEATURES}/index")
+    IMAGE_PLANS = plan_splits(config, USED_SPLITS, instances_json=instances_json, karpathy_index=karpathy_index,
+                              cache_dir=f"{FEATURES}/index")
 except InputError as err:
     sys.stderr.write(f"vgsalign: {err}\n")
     sys.exit(1)
+SHARD_COUNTS = {split: plan.n_shards for split, plan in IMAGE_PLANS.items()}
 
 # every shard file of a modality ('audio' or 'visual') and split, in shard order
 FEATURE_SHARDS = {
@@ -30,13 +34,12 @@ VISUAL_SETTINGS = {k: v for k, v in config["visual"].items() if k not in ("batch
 rule features_images:
     input:
         ready=lambda w: corpus_ready(w.split),
-        instances=lambda w: [] if IS_DEMO else instances_json(w.split),
+        instances=lambda w: [] if IS_DEMO else feature_instances(w.split),
     output:
         images=f"{FEATURES}/index/{{split}}/images.csv",
         rejects=f"{FEATURES}/index/{{split}}/images_rejected.csv",
     params:
-        instances=lambda w: instances_json(w.split),
-        image_dir=lambda w: image_dir(w.split),
+        images_from=lambda w: feature_images_args(w.split),
         features=as_json(config["features"]),
         n_shards=lambda w: SHARD_COUNTS[w.split],
         code=code_version("features", "corpus"),
@@ -53,7 +56,7 @@ rule features_images:
     conda:
         "../../envs/vgsalign.yaml"
     shell:
-        "vgsalign features-images --instances {params.instances} --image-dir {params.image_dir}"
+        "vgsalign features-images {params.images_from}"
         " --features {params.features} --expected-shards {params.n_shards} --threads {threads}"
         " --out {output.images} --rejects {output.rejects} 2>&1 | tee {log}"
 
@@ -128,7 +131,7 @@ rule features_visual:
     params:
         visual=as_json(VISUAL_SETTINGS),
         features=as_json(config["features"]),
-        image_dir=lambda w: image_dir(w.split),
+        image_dir=lambda w: feature_image_root(w.split),
         n_shards=lambda w: SHARD_COUNTS[w.split],
         code=code_version("features", "corpus", "runtime"),
     wildcard_constraints:

@@ -9,6 +9,12 @@ workflow knows before any job runs (`plan_shard_counts`): the demo corpus has
 cached beside the results (`cached_image_count`). No checkpoint rule is needed; the
 images step checks that the corpus still has the planned number of images.
 
+For SpokenCOCO the images of a split are those its Karpathy index names
+(SpokenCOCO_<split>.json, counted once and cached the same way), each from the instances
+file and image folder of its own COCO split: the train index's val2014 "restval" images are
+read from val2014 (vgsalign.features.karpathy), and images.csv's file_name is relative to
+coco_root. SPEECH-COCO and the demo corpus plan a split from its own instances file.
+
 Steps (`vgsalign features-images`, `vgsalign features-captions`):
 - images.csv (shard, position, image_id, file_name, width, height) lists every image of
   the plan; each image file is decoded (JPEG at reduced scale) so that a missing,
@@ -32,7 +38,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +48,7 @@ from ..atomic import write_csv, write_json
 from ..errors import InputError
 from ..runtime import progress
 from ..settings import settings_from_json
+from .karpathy import index_summary, karpathy_images
 from .shard_writer import REJECT_COLUMNS
 
 # images are checked by decoding them small (JPEG draft mode: reduced scale, every byte still
@@ -86,40 +93,60 @@ def read_coco_images(instances_json: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def cached_image_count(instances_json: str | os.PathLike, cache_file: str | os.PathLike) -> int:
-    """Images in an instances JSON, cached by the file's size and mtime (read at DAG time)."""
-    path = Path(instances_json)
+def cached_summary(path: str | os.PathLike, cache_file: str | os.PathLike, summarise: Callable[[Path], dict]) -> dict:
+    """`summarise(path)`, cached by the file's size and mtime (read at DAG time)."""
+    path = Path(path)
     stat = path.stat()
     key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     cache = Path(cache_file)
     try:
         cached = json.loads(cache.read_text())
         if cached.get("key") == key:
-            return int(cached["n_images"])
-    except (OSError, ValueError):
+            return cached["summary"]
+    except (OSError, ValueError, AttributeError, KeyError):
         pass
-    count = len(read_coco_images(path))
-    write_json({"key": key, "n_images": count}, cache)
-    return count
+    summary = summarise(path)
+    write_json({"key": key, "summary": summary}, cache)
+    return summary
 
 
-def plan_shard_counts(config: dict, splits: Sequence[str], instances_json, cache_dir: str) -> dict[str, int]:
-    """Shards per split, known before any job runs (called by the workflow when it builds the DAG).
+def cached_image_count(instances_json: str | os.PathLike, cache_file: str | os.PathLike) -> int:
+    """Images in an instances JSON, cached by the file's size and mtime."""
+    return int(cached_summary(instances_json, cache_file, lambda p: {"n_images": len(read_coco_images(p))})["n_images"])
 
-    The demo corpus has `demo.n_images[split]` images; a real split has as many as its
-    instances JSON lists (`instances_json(split)` gives the path), counted once and cached.
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """What the workflow knows of a split's images before any job runs."""
+
+    n_shards: int
+    coco_splits: list[str]  # the COCO splits whose instances files and images the plan reads
+
+
+def plan_splits(config: dict, splits: Sequence[str], *, instances_json: Callable[[str], str],
+                karpathy_index: Callable[[str], Path], cache_dir: str) -> dict[str, SplitPlan]:
+    """Shards and COCO splits of each split (called by the workflow when it builds the DAG).
+
+    The demo corpus has `demo.n_images[split]` images; a SPEECH-COCO split as many as its
+    instances JSON lists (`instances_json(split)` gives the path); a SpokenCOCO split as many
+    as its Karpathy index names (`karpathy_index(split)`), from the COCO splits their paths
+    name. Real files are read once and the result cached.
     """
-    counts = {}
+    plans = {}
     for split in splits:
-        if config["dataset"]["source"] == "demo":
-            n_images = config["demo"]["n_images"][split]
+        source, cache = config["dataset"]["source"], Path(cache_dir) / split / ".image_count.json"
+        if source == "demo":
+            summary = {"n_images": config["demo"]["n_images"][split], "coco_splits": [split]}
+        elif source == "spokencoco":
+            summary = cached_summary(karpathy_index(split), cache, index_summary)
         else:
             path = instances_json(split)
             if not Path(path).is_file():
                 raise InputError(path, "instances JSON not found (needed to plan the feature shards)")
-            n_images = cached_image_count(path, Path(cache_dir) / split / ".image_count.json")
-        counts[split] = n_shards(n_images, config["features"]["shard_size"])
-    return counts
+            summary = {"n_images": cached_image_count(path, cache), "coco_splits": [split]}
+        plans[split] = SplitPlan(n_shards=n_shards(int(summary["n_images"]), config["features"]["shard_size"]),
+                                 coco_splits=list(summary["coco_splits"]))
+    return plans
 
 
 def order_index(images: pd.DataFrame, settings: ShardingSettings) -> pd.DataFrame:
@@ -250,18 +277,33 @@ def check_rejected_share(n_rejected: int, n_items: int, settings: ShardingSettin
 # ------------------------------------------------------------------ steps
 
 
+def split_images(args: argparse.Namespace) -> tuple[pd.DataFrame, list[dict], Path, Path]:
+    """(images, images missing from their instances file, the folder file_name is relative to,
+    the file that lists the images): from one instances file, or from a SpokenCOCO index."""
+    if args.karpathy_index is not None:
+        if args.coco_root is None:
+            raise InputError("--karpathy-index", "needs --coco-root (the folder of every COCO split)")
+        images, problems = karpathy_images(args.karpathy_index, args.coco_root, read_coco_images)
+        return images, problems, args.coco_root, args.karpathy_index
+    if args.instances is None or args.image_dir is None:
+        raise InputError("features-images", "expected --instances and --image-dir, or --karpathy-index and --coco-root")
+    return read_coco_images(args.instances), [], args.image_dir, args.instances
+
+
 def images_step(args: argparse.Namespace, settings: ShardingSettings) -> None:
-    images = read_coco_images(args.instances)
+    images, unlisted, image_root, listing = split_images(args)
     planned = n_shards(len(images), settings.shard_size)
     if planned != args.expected_shards:
-        raise InputError(args.instances, f"{len(images)} images make {planned} shards, but the workflow planned "
-                                         f"{args.expected_shards}; the corpus changed since the plan: run snakemake again")
+        raise InputError(listing, f"{len(images)} images make {planned} shards, but the workflow planned "
+                                  f"{args.expected_shards}; the corpus changed since the plan: run snakemake again")
     index = order_index(images, settings)
-    problems = handle_problems(probe_images(index, args.image_dir, args.threads), settings.on_error)
-    check_rejected_share(len(problems), len(index), settings, "images", args.instances)
+    unlisted_ids = {p["id"] for p in unlisted}
+    probed = probe_images(index[~index["image_id"].isin(unlisted_ids)], image_root, args.threads)
+    problems = handle_problems(unlisted + probed, settings.on_error)
+    check_rejected_share(len(problems), len(index), settings, "images", listing)
     write_csv(pd.DataFrame(problems, columns=REJECT_COLUMNS), args.rejects)
     write_csv(index, args.out)
-    print(f"{args.instances}: {len(images)} images in {planned} shard(s), {len(problems)} rejected")
+    print(f"{listing}: {len(images)} images in {planned} shard(s), {len(problems)} rejected")
 
 
 def captions_step(args: argparse.Namespace, settings: ShardingSettings) -> None:
@@ -281,8 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vgsalign", description="Shard plan of a split.")
     sub = parser.add_subparsers(dest="command", required=True)
     images_cmd = sub.add_parser("images", prog="vgsalign features-images", help="order a split's images, assign them to shards, check their files")
-    images_cmd.add_argument("--instances", required=True, help="MSCOCO instances_<split>.json")
-    images_cmd.add_argument("--image-dir", required=True, help="folder holding the split's image files")
+    images_cmd.add_argument("--instances", type=Path, help="MSCOCO instances_<split>.json")
+    images_cmd.add_argument("--image-dir", type=Path, help="folder holding the split's image files")
+    images_cmd.add_argument("--karpathy-index", type=Path,
+                            help="instead of --instances/--image-dir: a SpokenCOCO index whose images are planned, "
+                                 "each from the instances file and image folder of its own COCO split")
+    images_cmd.add_argument("--coco-root", type=Path, help="with --karpathy-index: holds annotations/ and the COCO split folders")
     images_cmd.add_argument("--features", required=True, help="the features config section as JSON")
     images_cmd.add_argument("--expected-shards", type=int, required=True, help="shard count the workflow planned")
     images_cmd.add_argument("--threads", type=int, default=1, help="image files checked in parallel")
