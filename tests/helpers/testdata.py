@@ -15,8 +15,6 @@ import yaml
 
 from vgsalign.config import load_config
 
-from .workflow import jobs_planned  # noqa: F401  (tests read it from here with the other helpers)
-
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT = "val2014"
 SR = 16000

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import tests.helpers.testdata as h
+from tests.helpers.workflow import jobs_planned
 from vgsalign.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,7 @@ def test_a_changed_setting_reruns_its_step_and_what_follows(fixture_run, section
     changed[section][key] = value
     path = tmp / f"changed_{section}.yaml"
     path.write_text(yaml.safe_dump(changed))
-    planned = h.jobs_planned(h.snakemake(tmp, path, "-n", "testdata"))
+    planned = jobs_planned(h.snakemake(tmp, path, "-n", "testdata"))
     assert set(planned) == expected
 
 
@@ -73,10 +74,10 @@ def test_other_vectors_rerun_from_vocab_on(fixture_run):
     changed["word_vectors"]["path"] = str(other)
     path = tmp / "changed_vectors.yaml"
     path.write_text(yaml.safe_dump(changed))
-    planned = h.jobs_planned(h.snakemake(tmp, path, "-n", "testdata"))
+    planned = jobs_planned(h.snakemake(tmp, path, "-n", "testdata"))
     assert set(planned) == {"word_vectors", "testdata_vocab", "testdata_similarities", "testdata_pairs",
                             "testdata_histogram", "testdata_summary", "testdata"}
-    assert h.jobs_planned(h.snakemake(tmp, config, "-n", "testdata")) == {}
+    assert jobs_planned(h.snakemake(tmp, config, "-n", "testdata")) == {}
 
 
 def demo_precision_recall(truth: dict, pairs: pd.DataFrame) -> dict:

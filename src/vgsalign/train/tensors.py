@@ -96,14 +96,6 @@ class AudioRows:
     positions: np.ndarray
 
 
-@dataclass
-class TestIndex:
-    audio: list[AudioRows]
-    n_frames: np.ndarray          # per output position
-    pad_frames: np.ndarray
-    image_of_row: dict[int, tuple[str, int]]  # image_id -> (visual shard, row)
-
-
 def index_audio(utts: pd.DataFrame, audio_files: list[str], shape: InputShape) -> tuple[list[AudioRows], np.ndarray, np.ndarray]:
     """Where each test utterance lives, reading only ids and counts; checks shapes and image ids."""
     position = {u: i for i, u in enumerate(utts["utt_id"])}
