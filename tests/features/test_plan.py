@@ -10,7 +10,7 @@ import pytest
 import tests.helpers.corpus as fx
 from tests.helpers.features import build_plan, features_slice, make_corpus
 from vgsalign.errors import InputError
-from vgsalign.features import plan
+from vgsalign.features import karpathy, plan
 
 
 def test_plan_orders_images_and_puts_captions_with_their_image(tmp_path):
@@ -130,6 +130,17 @@ def test_spokencoco_restval_image_is_planned_from_its_own_coco_split(tmp_path):
     captions = pd.read_csv(paths["captions"])
     assert captions["utt_id"].tolist() == ["m1a2b3-3ABCDEF_9_101", "f9z8y7-3GHIJKL_42_202", "f9z8y7-3MNOPQR_42_203"]
     assert captions["image_id"].tolist() == [9, 42, 42] and pd.read_csv(paths["captions_rejected"]).empty
+
+
+def test_spokencoco_restval_image_is_read_from_images_folder_where_only_that_exists(tmp_path):
+    coco_root = fx.coco_corpus(tmp_path / "a")
+    (coco_root / "images").mkdir()
+    (coco_root / "val2014").rename(coco_root / "images/val2014")
+    images, problems = karpathy.karpathy_images(fx.FIXTURES / "spokencoco/SpokenCOCO_train.json", coco_root,
+                                                plan.read_coco_images)
+    assert images["file_name"].tolist() == ["train2014/COCO_train2014_000000000009.jpg",
+                                            "images/val2014/COCO_val2014_000000000042.jpg"]
+    assert problems == [] and all((coco_root / name).is_file() for name in images["file_name"])
 
 
 def test_spokencoco_image_missing_from_its_instances_file_stops_or_is_rejected(tmp_path):
