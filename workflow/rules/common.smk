@@ -34,7 +34,7 @@ IS_SPOKENCOCO = config["dataset"]["source"] == "spokencoco"
 
 
 def as_json(value):
-    """A config slice as one shell-quoted JSON word for a `--settings` option."""
+    """A config slice as one shell-quoted JSON word for its `--<slice>` option."""
     return shlex.quote(json.dumps(value, sort_keys=True))
 
 
