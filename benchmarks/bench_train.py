@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -87,14 +88,16 @@ def write_shards(root: Path, n_shards: int, images: int, shape: InputShape, capt
 def stream_epoch(root: Path, mode: str, batch_size: int) -> dict:
     """One epoch of batches (no model): run in a fresh process by `loader_figures`."""
     audio, visual = sorted((root / "audio").glob("*.h5")), sorted((root / "visual").glob("*.h5"))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()  # CPU time of all threads, imports excluded
     split = load_split("bench", audio, visual) if mode == "memory" else open_split("bench", audio, visual)
     plans = epoch_plan(split, np.ones(split.n_captions, dtype=bool), 1, np.random.default_rng(0))
     n = 0
     for batch in training_batches(split, plans, batch_size, torch.device("cpu"), np.random.default_rng(1)):
         n += len(batch.image_rows)
     seconds = time.perf_counter() - start
-    return {"samples": n, "samples_per_s": n / seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    cpu_seconds = time.process_time() - cpu_start  # a figure the other jobs' load moves less than wall time
+    return {"samples": n, "samples_per_s": n / seconds, "samples_per_cpu_s": n / cpu_seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def loader_figures(shard_counts: list[int], images: int, shape: InputShape, batch_size: int) -> None:
@@ -107,8 +110,10 @@ def loader_figures(shard_counts: list[int], images: int, shape: InputShape, batc
                                      capture_output=True, text=True, check=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 label = "streamed, 1 shard per group" if mode == "stream" else "whole split in memory"
+                load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
                 print(f"CPU  loader, {count} shard(s) of {images * 5} captions, {label}: {r['samples_per_s']:8,.0f} samples/s "
-                      f"(incl. reading), peak RSS {r['peak_rss_mb']:,.0f} MB")
+                      f"(incl. reading; {r['samples_per_cpu_s']:,.0f} per CPU-second), peak RSS {r['peak_rss_mb']:,.0f} MB; "
+                      f"load average {load}")
 
 
 def synthetic_batch(shape: InputShape, batch_size: int, device: torch.device, rng: np.random.Generator) -> Batch:

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..features.shards import check_compatible
 from ..runtime import memory_available
 from .streaming import (AUDIO_DATASETS, VISUAL_DATASETS, Group, GroupPlan, ShardedSplit, decode_ids, group_reader,
-                        open_split, prefetched, read_rows, require_datasets, shard_groups)
+                        fill_by_shard, open_split, prefetched, require_datasets, shard_groups)
 
 __all__ = ["AUDIO_DATASETS", "VISUAL_DATASETS", "decode_ids", "require_datasets", "SplitData", "load_split"]
 # checked between a split's shards and against the settings, when a shard records them
@@ -42,7 +42,14 @@ class SplitData(ShardedSplit):
     def read_group(self, shards: Sequence[int], pin: bool = False) -> Group:
         captions = np.flatnonzero(np.isin(self.caption_shard, shards))
         images = np.unique(self.caption_image[captions])
-        return Group.build(self, captions, images, self.logmel[captions], self.features[images], pin)
+        return Group.build(self, captions, images, rows_of(self.logmel, captions), rows_of(self.features, images), pin)
+
+
+def rows_of(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows] for ascending rows: a view when they are consecutive (a group of one shard)."""
+    if len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows):
+        return values[int(rows[0]):int(rows[-1]) + 1]
+    return values[rows]
 
 
 def load_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str]) -> SplitData:
@@ -54,13 +61,12 @@ def load_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str
     if available is not None and nbytes > 0.8 * available:
         raise InputError(index.audio_files[0], f"the split's features need {nbytes / 2**30:.1f} GiB but only "
                                                f"{available / 2**30:.1f} GiB of memory is free to hold them whole")
-    logmel = [read_rows(path, "logmel", None, index.utt_ids[index.caption_shard == s]).astype(np.float32)
-              for s, path in enumerate(index.audio_files)]
-    features = np.zeros((index.n_images, *index.feature_shape), dtype=np.float32)
-    for v, path in enumerate(index.visual_files):
-        held = np.flatnonzero(index.image_shard == v)
-        features[held] = read_rows(path, "features", index.image_row[held], index.image_ids[held])
-    return SplitData(**vars(index), logmel=np.concatenate(logmel), features=features)
+    # preallocated float32, each shard read straight into its block (no per-shard copies to join)
+    logmel = np.empty((index.n_captions, frames, n_mels), dtype=np.float32)
+    features = np.empty((index.n_images, *index.feature_shape), dtype=np.float32)
+    fill_by_shard(logmel, "logmel", index.audio_files, index.caption_shard, index.caption_row, index.utt_ids)
+    fill_by_shard(features, "features", index.visual_files, index.image_shard, index.image_row, index.image_ids)
+    return SplitData(**vars(index), logmel=logmel, features=features)
 
 
 def check_splits_agree(train: ShardedSplit, val: ShardedSplit) -> None:
