@@ -1,4 +1,4 @@
-"""Benchmark of `vgsalign score`: native-resolution scorer vs a plain upsampled one.
+"""Benchmark of `vgsalign score-pairs`: native-resolution scorer vs a plain upsampled one.
 
 1. Same random inputs (64 x 14 x 14 tensors, 224 x 224 masks, 512 input frames): the
    native scorer and a straightforward implementation that upsamples S and Q by
@@ -13,7 +13,7 @@
    RSS of its largest process, and their growth from the smallest scale (target: at most
    1.3x from 1x to 16x).
 
-    python benchmarks/bench_scores.py [--pairs 200000] [--workers N] [--keep DIR]
+    python benchmarks/bench_scores.py [--pairs 200000] [--threads N] [--keep DIR]
     python benchmarks/bench_scores.py --only-scales [--base-pairs 5000] [--scales 1,4,16]
 """
 
@@ -296,14 +296,14 @@ def end_to_end(args) -> None:
         marker.touch()
     made = time.perf_counter() - start
     size_gb = (folder / "tensors.h5").stat().st_size / 1e9
-    print(f"\n2. end to end: {args.pairs} pairs, {args.workers} worker(s); inputs ready in {made:.1f} s "
+    print(f"\n2. end to end: {args.pairs} pairs, {args.threads} worker(s); inputs ready in {made:.1f} s "
           f"(tensors.h5 {size_gb:.2f} GB)")
     settings = ScoreSettings(bootstrap=args.bootstrap)
     with TreeMemory() as memory:
         start = time.perf_counter()
         summary = run_scores(tensors=folder / "tensors.h5", pairs_csv=folder / "pairs.csv",
                              instances_json=folder / "instances.json", out_dir=folder / "out",
-                             settings=settings, threads=args.workers)
+                             settings=settings, threads=args.threads)
         wall = time.perf_counter() - start
     peak_gb = memory.peak_bytes / 1e9
     scored = summary["counts"]["pairs_scored"]
@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=200_000)
     parser.add_argument("--pairs-per-utterance", type=int, default=5)
     parser.add_argument("--captions-per-image", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="worker processes of the step")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--compare-utterances", type=int, default=6, help="utterances for the upsampled comparison")
     parser.add_argument("--keep", help="folder for the synthetic inputs (kept and reused)")
@@ -336,8 +336,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.only_scales:
         folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scores_"))
-        rows = measure_scales(folder, args.base_pairs, [int(s) for s in args.scales.split(",")], args.workers, args)
-        print_scales(rows, args.workers)
+        rows = measure_scales(folder, args.base_pairs, [int(s) for s in args.scales.split(",")], args.threads, args)
+        print_scales(rows, args.threads)
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
         return 0

@@ -1,4 +1,4 @@
-"""`vgsalign report`: figures on synthetic tables, the numbers on the page against the
+"""`vgsalign report-html`: figures on synthetic tables, the numbers on the page against the
 result files, rendering in headless Chromium, bad input."""
 
 from __future__ import annotations

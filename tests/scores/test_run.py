@@ -1,4 +1,4 @@
-"""`vgsalign score` end to end on small synthetic files, tensor formats, bad input."""
+"""`vgsalign score-pairs` end to end on small synthetic files, tensor formats, bad input."""
 
 import json
 import shutil

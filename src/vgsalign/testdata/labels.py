@@ -88,7 +88,7 @@ def build(instances_json: Path, utterances_csv: Path, out: Path, report_path: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign labels", description="COCO category names of each test image.")
+    parser = argparse.ArgumentParser(prog="vgsalign testdata-labels", description="COCO category names of each test image.")
     parser.add_argument("--instances", required=True, type=Path)
     parser.add_argument("--utterances", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)

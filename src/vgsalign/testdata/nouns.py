@@ -74,7 +74,7 @@ def build(frames_csv: Path, nltk_data: Path, settings: NounSettings, out: Path, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign nouns", description="POS-tag the words and keep the nouns.")
+    parser = argparse.ArgumentParser(prog="vgsalign testdata-nouns", description="POS-tag the words and keep the nouns.")
     parser.add_argument("--frames", required=True, type=Path, help="frames.csv")
     parser.add_argument("--tagger", required=True, type=Path, help="the tagger manifest (vgsalign_tagger.json)")
     parser.add_argument("--nouns", required=True, help="the nouns config slice as JSON")

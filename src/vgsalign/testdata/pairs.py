@@ -70,7 +70,7 @@ def build(similarities_csv: Path, vocab_csv: Path, utterances_csv: Path, setting
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign pairs", description="Select the test pairs by threshold.")
+    parser = argparse.ArgumentParser(prog="vgsalign testdata-pairs", description="Select the test pairs by threshold.")
     parser.add_argument("--similarities", required=True, type=Path)
     parser.add_argument("--vocab", required=True, type=Path)
     parser.add_argument("--utterances", required=True, type=Path)

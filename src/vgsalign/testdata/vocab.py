@@ -67,7 +67,7 @@ def build(nouns_csv: Path, vectors: Path, settings: VocabSettings, out: Path, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vgsalign vocab", description="Drop nouns unknown to the word vectors.")
+    parser = argparse.ArgumentParser(prog="vgsalign testdata-vocab", description="Drop nouns unknown to the word vectors.")
     parser.add_argument("--nouns", required=True, type=Path)
     parser.add_argument("--vectors", required=True, type=Path, help="KeyedVectors file (.kv)")
     parser.add_argument("--vocab", required=True, help="the vocab config slice as JSON")
