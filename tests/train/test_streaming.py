@@ -10,6 +10,7 @@ import torch
 
 from tests.helpers.train import tiny_frames, tiny_model, tiny_train_settings, write_split
 from vgsalign.errors import InputError
+from vgsalign.features.shard_writer import write_shard
 from vgsalign.train.data import epoch_plan, load_split, training_batches
 from vgsalign.train.loop import FrameSettings, TrainSettings, run_training
 from vgsalign.train.streaming import GroupPlan, open_split, prefetched
@@ -110,3 +111,71 @@ def test_nan_in_a_shard_stops_before_the_first_step_naming_shard_and_row(tmp_pat
         h5["features"][...] = features
     with pytest.raises(InputError, match=r"visual/train/shard_00000.h5: row 3 \(1003\) of features holds NaN or inf"):
         load_split("train", audio, visual)
+
+
+def write_layout(root, logmel_dtype):
+    """3 audio shards of `logmel_dtype` and one visual shard holding their images shuffled,
+    with images no caption shows between them: each group reads its images with gaps."""
+    rng = np.random.default_rng(7)
+    image_ids = rng.permutation(np.arange(100, 130))  # 10 images per audio shard, 10 without captions
+    audio, expected = [], {}
+    for s in range(3):
+        ids = np.repeat(np.arange(100 + 10 * s, 110 + 10 * s), 2)
+        utts = np.array([f"u{i}_{k % 2}" for k, i in enumerate(ids)])
+        logmel = (rng.normal(size=(len(ids), 16, 4)) * 3).astype(logmel_dtype)
+        expected.update(zip(utts.tolist(), logmel))
+        audio.append(root / f"audio_{s}.h5")
+        write_shard(audio[-1], {"utt_id": utts, "image_id": ids, "logmel": logmel,
+                                "n_frames": np.full(len(ids), 16, np.int32), "pad_frames": np.zeros(len(ids), np.int32)},
+                    {"n_mels": 4}, [])
+    features = rng.normal(size=(len(image_ids), 2, 2, 3)).astype(np.float32)
+    visual = root / "visual.h5"
+    write_shard(visual, {"image_id": image_ids, "features": features}, {"backbone": "test"}, [])
+    return audio, [visual], expected, dict(zip(image_ids.tolist(), features))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_groups_hold_the_stored_rows_as_stored(tmp_path, dtype):
+    audio, visual, logmel_of, features_of = write_layout(tmp_path, dtype)
+    split = open_split("train", audio, visual)
+    assert split.n_images == 30 and split.n_images_without_captions == 0
+    for shards in [(0,), (2,), (0, 2), (0, 1, 2)]:
+        group = split.read_group(shards)
+        assert group.logmel.dtype == dtype and group.features.dtype == np.float32  # float16 kept until the batch
+        assert sorted(set(split.caption_shard[group.captions].tolist())) == list(shards)
+        for k, c in enumerate(group.captions):  # against the arrays written, not another reader
+            assert np.array_equal(group.logmel[k], logmel_of[split.utt_ids[c]])
+        for k, i in enumerate(group.images):
+            assert np.array_equal(group.features[k], features_of[int(split.image_ids[i])])
+        batch = group.caption_tensor(group.captions[::-1].copy())
+        assert batch.dtype == torch.float32
+        assert torch.equal(batch[0], torch.from_numpy(logmel_of[split.utt_ids[group.captions[-1]]].astype(np.float32)))
+    memory = load_split("train", audio, visual)
+    assert memory.logmel.dtype == np.float32
+    assert all(np.array_equal(memory.logmel[c], logmel_of[u].astype(np.float32)) for c, u in enumerate(memory.utt_ids))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_found_by_row_in_either_dtype(tmp_path, dtype, bad):
+    audio, visual, _, _ = write_layout(tmp_path, dtype)
+    with h5py.File(audio[1], "a") as h5:
+        logmel = h5["logmel"][...]
+        logmel[13, 15, 3] = bad
+        h5["logmel"][...] = logmel
+    split = open_split("train", audio, visual)
+    split.read_group((0, 2))  # the damaged shard is not read
+    with pytest.raises(InputError, match=r"audio_1.h5: row 13 \(u116_1\) of logmel holds NaN or inf \(1 row"):
+        split.read_group((1,))
+
+
+def test_large_finite_values_are_not_taken_for_inf(tmp_path):
+    """The cheap pass sums in float32, which overflows on values near its maximum: such a
+    shard must still be read, not refused."""
+    audio, visual, _, _ = write_layout(tmp_path, np.float32)
+    with h5py.File(audio[0], "a") as h5:
+        logmel = h5["logmel"][...]
+        logmel[:4] = 3e38
+        h5["logmel"][...] = logmel
+    group = open_split("train", audio, visual).read_group((0,))
+    assert np.isfinite(group.logmel).all() and (group.logmel[:4] == np.float32(3e38)).all()

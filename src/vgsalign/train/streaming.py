@@ -129,7 +129,8 @@ def all_finite(values: np.ndarray) -> bool:
     caller to the exact check), float16 by its exponent bits."""
     if values.dtype == np.float16:
         return bool(np.bitwise_and(values.view(np.uint16), 0x7FFF).max(initial=0) < 0x7C00)
-    return bool(np.isfinite(values.sum()))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(values.sum()))
 
 
 def check_finite(path: str, name: str, values: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> None:
