@@ -54,6 +54,6 @@ def json_object(text: str, where: str) -> dict[str, Any]:
     return values
 
 
-def settings_from_json(cls: type[T], text: str, where: str = "--settings", section: str | None = None) -> T:
+def settings_from_json(cls: type[T], text: str, where: str = "settings", section: str | None = None) -> T:
     """`settings_from_dict` on a JSON object given as text (a command-line option)."""
     return settings_from_dict(cls, json_object(text, where), where, section=section)

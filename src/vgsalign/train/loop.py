@@ -372,7 +372,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     set_torch_threads(args.threads)
-    model_settings = settings_from_json(ModelSettings, args.model, "--model")
+    model_settings = settings_from_json(ModelSettings, args.model, "--model", section="model")
     settings = settings_from_json(TrainSettings, args.train_settings, "--train", section="train")
     if args.resume is not None:
         resume = {"true": True, "false": False}.get(args.resume.lower(), args.resume)
