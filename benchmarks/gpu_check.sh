@@ -53,7 +53,6 @@ import torch
 
 from vgsalign.config import load_config
 from vgsalign.features.backbones import load_backbone, normalise
-from vgsalign.features.shard_writer import write_shard
 from vgsalign.settings import settings_from_dict
 from vgsalign.train.data import Batch, epoch_plan, training_batches
 from vgsalign.train.device import autocast, pick_device
@@ -197,24 +196,9 @@ def vgg16_rate(dev: torch.device) -> None:
           f"{steps * batch_size / seconds:,.0f} images/s (decoding and resizing not included); {util.line()}")
 
 
-def write_shards(root: Path, n_shards: int, images: int, s: InputShape, captions: int = 5) -> tuple[list, list]:
-    rng = np.random.default_rng(0)
-    audio, visual = [], []
-    for k in range(n_shards):
-        ids = np.arange(k * images, (k + 1) * images, dtype=np.int64) + 1
-        cap = np.repeat(ids, captions)
-        a, v = root / "audio" / f"shard_{k:05d}.h5", root / "visual" / f"shard_{k:05d}.h5"
-        a.parent.mkdir(parents=True, exist_ok=True)
-        v.parent.mkdir(parents=True, exist_ok=True)
-        write_shard(a, {"utt_id": np.array([f"{i}_{c}" for i in ids for c in range(captions)]), "image_id": cap,
-                        "logmel": rng.normal(size=(len(cap), s.frames, s.n_mels)).astype(np.float32),
-                        "n_frames": np.full(len(cap), s.frames, np.int32), "pad_frames": np.zeros(len(cap), np.int32)},
-                    {"n_mels": s.n_mels, "max_frames": s.frames, "padding": "start", "hop_s": 0.01}, [])
-        write_shard(v, {"image_id": ids, "features": rng.normal(size=(images, s.grid_h, s.grid_w, s.channels)).astype(np.float32)},
-                    {"backbone": "synthetic"}, [])
-        audio.append(a)
-        visual.append(v)
-    return audio, visual
+# the synthetic shards of benchmarks/bench_train.py (same format, same seed)
+sys.path.insert(0, "benchmarks")
+from bench_train import write_shards  # noqa: E402
 
 
 def loader_rate(dev: torch.device, batch_size: int, shards_per_group: int) -> float:
