@@ -11,8 +11,9 @@ at bf16 autocast, with GPU utilisation sampled through nvidia-smi while the step
 Loader: synthetic shards in the documented format (`--shard-images` images x 5 captions
 each, written with vgsalign.features.shard_writer.write_shard) are streamed for one epoch
 through `training_batches` (groups of one shard, the next read in a background thread),
-in a fresh process per shard count, which prints samples/s and its peak RSS; the same
-for the whole split held in memory (`load_split`). Target: >= 10,000 samples/s on 2
+in a fresh process per shard count, which prints samples/s (wall, and per CPU-second of
+all its threads, which other jobs' load moves less), its peak RSS and the load average;
+the same for the whole split held in memory (`load_split`). Target: >= 10,000 samples/s on 2
 cores, and a peak RSS that does not grow with the number of shards.
 --demo-epoch also times one epoch + validation at config.yaml's settings on demo-shaped
 data (240 train images x 5 captions).
