@@ -41,7 +41,8 @@ from vgsalign.scores.alignment import (  # noqa: E402
     score_regions,
 )
 from vgsalign.scores.masks import CellGrid  # noqa: E402
-from vgsalign.scores.run import ScoreSettings, run_scores  # noqa: E402
+from vgsalign.scores.plan import score_settings  # noqa: E402
+from vgsalign.scores.run import run_scores  # noqa: E402
 
 TARGET_RATIO = 100.0
 TARGET_SECONDS = 120.0
@@ -298,7 +299,7 @@ def end_to_end(args) -> None:
     size_gb = (folder / "tensors.h5").stat().st_size / 1e9
     print(f"\n2. end to end: {args.pairs} pairs, {args.threads} worker(s); inputs ready in {made:.1f} s "
           f"(tensors.h5 {size_gb:.2f} GB)")
-    settings = ScoreSettings(bootstrap=args.bootstrap)
+    settings = score_settings(bootstrap=args.bootstrap)
     with TreeMemory() as memory:
         start = time.perf_counter()
         summary = run_scores(tensors=folder / "tensors.h5", pairs_csv=folder / "pairs.csv",

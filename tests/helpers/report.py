@@ -36,7 +36,8 @@ from tests.helpers.scores import polygon_rect, rle_of
 
 from vgsalign.demo.scene import uncompressed_rle
 from vgsalign.train.retrieval import chance_levels
-from vgsalign.scores.run import ScoreSettings, run_scores
+from vgsalign.scores.plan import score_settings
+from vgsalign.scores.run import run_scores
 from vgsalign.testdata.summary import build as build_testdata_summary
 
 SPLIT = "val2014"
@@ -258,7 +259,7 @@ def make_run(root: Path, name: str = "synthetic", n_categories: int = 6, n_image
     # ------------------------------------------------------------ training and scores
     _write_training(results / "train", epochs=epochs, n_val_images=n_val_images, pool_size=pool_size, rng=rng)
     run_scores(tensors=tensors_path, pairs_csv=testdata / "pairs.csv", instances_json=instances,
-               out_dir=results / "scores", settings=ScoreSettings(bootstrap=bootstrap, seed=seed), threads=threads,
+               out_dir=results / "scores", settings=score_settings(bootstrap=bootstrap, seed=seed), threads=threads,
                retrieval=results / "train" / "retrieval.json")
     rejects = _write_rejects(results, n_rejected)
     return SyntheticRun(root=root, results=results, instances=instances, images=images_dir, audio=[audio_path],

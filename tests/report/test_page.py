@@ -241,11 +241,12 @@ def test_examples_draw_the_crowd_regions_they_do_not_score(run):
 
 def test_example_maps_follow_the_scoring_options(run, tmp_path):
     """Exact mode without softmax: the maps are prepared as those scores were."""
-    from vgsalign.scores.run import ScoreSettings, run_scores
+    from vgsalign.scores.plan import score_settings
+    from vgsalign.scores.run import run_scores
 
     run_scores(tensors=run.results / "tensors/tensors.h5", pairs_csv=run.results / "testdata/pairs.csv",
                instances_json=run.instances, out_dir=tmp_path / "scores",
-               settings=ScoreSettings(mode="exact", softmax="none", bootstrap=20), threads=1,
+               settings=score_settings(mode="exact", softmax="none", bootstrap=20), threads=1,
                retrieval=run.results / "train/retrieval.json")
     examples, mapping = _examples(run, tmp_path / "scores")
     assert all(e.mode == "exact" and not e.softmax_as for e in examples)

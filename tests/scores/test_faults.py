@@ -50,7 +50,7 @@ DYING_WORKER = """
 import os, signal, sys
 from vgsalign.cli import run_main
 from vgsalign.scores import run, worker
-from vgsalign.scores.plan import ScoreSettings
+from vgsalign.scores.plan import score_settings
 
 score_chunk = worker.WorkerState.score_chunk
 
@@ -63,7 +63,7 @@ def dying(self, chunk):
 worker.WorkerState.score_chunk = dying
 sys.exit(run_main("score-pairs", lambda argv: run.run_scores(
     tensors={tensors!r}, pairs_csv={pairs!r}, instances_json={instances!r}, out_dir={out!r},
-    settings=ScoreSettings(bootstrap=20), threads=2, chunk_utterances=2) and 0))
+    settings=score_settings(bootstrap=20), threads=2, chunk_utterances=2) and 0))
 """
 
 
@@ -90,12 +90,12 @@ def test_an_input_error_in_a_worker_is_one_line(data, tmp_path, capsys):
     avt, ids, images, pads, r = _tensors_of(data)
     avt[7, 3, 1, 1] = np.nan
     bad = write_tensors_h5(tmp_path / "nan.h5", avt, ids, images, pads, r)
-    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.plan import score_settings
     from vgsalign.scores.run import run_scores
 
     code = run_main("score-pairs", lambda argv: run_scores(
         tensors=bad, pairs_csv=data["pairs"], instances_json=data["instances"], out_dir=tmp_path / "out",
-        settings=ScoreSettings(bootstrap=20), threads=2, chunk_utterances=2) and 0)
+        settings=score_settings(bootstrap=20), threads=2, chunk_utterances=2) and 0)
     assert code == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and str(bad) in lines[0] and "NaN or inf" in lines[0] and ids[7] in lines[0]
@@ -207,12 +207,12 @@ def test_spawned_workers_give_the_same_bytes(data, tmp_path, monkeypatch):
     """Where fork is missing (macOS, Windows) the job is pickled once per spawned worker."""
     import multiprocessing
 
-    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.plan import score_settings
     from vgsalign.scores.run import run_scores
 
     def run(out):
         run_scores(tensors=data["tensors"], pairs_csv=data["pairs"], instances_json=data["instances"], out_dir=out,
-                   settings=ScoreSettings(bootstrap=20), threads=2, chunk_utterances=3)
+                   settings=score_settings(bootstrap=20), threads=2, chunk_utterances=3)
 
     run(tmp_path / "fork")
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])

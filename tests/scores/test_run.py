@@ -109,12 +109,12 @@ def test_results_do_not_depend_on_processes(data, scored, tmp_path):
     """Twelve chunks in one process, or over three worker processes finishing in any order:
     the same bytes. (Another chunking batches other utterances together: the same numbers
     up to the last bits of BLAS sums.)"""
-    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.plan import score_settings
     from vgsalign.scores.run import run_scores
 
     for threads in (1, 3):
         run_scores(tensors=data["tensors"], pairs_csv=data["pairs"], instances_json=data["instances"],
-                   out_dir=tmp_path / f"chunked{threads}", settings=ScoreSettings(**SETTINGS), threads=threads,
+                   out_dir=tmp_path / f"chunked{threads}", settings=score_settings(**SETTINGS), threads=threads,
                    chunk_utterances=2, retrieval=scored.parent / "retrieval.json")
     for name in ["pair_scores.csv", "excluded_pairs.csv", "category_scores.csv", "confusion_counts.csv",
                  *[f"confusion_{s}.csv" for s in SCORES]]:
@@ -498,7 +498,7 @@ def test_inputs_are_read_once_per_process_not_per_chunk(data, tmp_path, monkeypa
     """Twelve chunks: the instances are read once, each image's masks built once, the tensor
     file opened once, and each chunk reads only its own rows."""
     from vgsalign.scores import masks, plan, tensor_io
-    from vgsalign.scores.plan import ScoreSettings
+    from vgsalign.scores.plan import score_settings
     from vgsalign.scores.run import run_scores
 
     calls = {"instances": 0, "regions": [], "opens": 0, "rows": []}
@@ -518,7 +518,7 @@ def test_inputs_are_read_once_per_process_not_per_chunk(data, tmp_path, monkeypa
     monkeypatch.setattr(tensor_io.TensorReader, "read", counting(
         tensor_io.TensorReader.read, "rows", lambda self, rows: calls["rows"].append(len(rows))))
     run_scores(tensors=data["tensors"], pairs_csv=data["pairs"], instances_json=data["instances"],
-               out_dir=tmp_path / "out", settings=ScoreSettings(**SETTINGS), threads=1, chunk_utterances=2)
+               out_dir=tmp_path / "out", settings=score_settings(**SETTINGS), threads=1, chunk_utterances=2)
     assert calls["instances"] == 1 and calls["opens"] == 1
     assert sorted(calls["regions"]) == sorted(set(calls["regions"])) and len(calls["regions"]) == 8
     assert calls["rows"] == [2] * 12

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import section_defaults
 from ..errors import InputError
+from ..settings import settings_from_dict
 from .alignment import NORMALIZATIONS, SOFTMAX_CHOICES, reference_input_frames
 from .instances import ON_ERROR_CHOICES, Instances, load_instances
 from .tensor_io import TensorInfo, inspect_tensors, load_mat
@@ -38,25 +38,19 @@ EXCLUSION_REASONS = {
 EXACT_END_TOLERANCE = 1e-6
 
 
-def _schema_default(key: str) -> Any:
-    """A field default read from the config schema's `scores` section: the one source of
-    defaults, so a hand-made ScoreSettings(bootstrap=20) means the config's defaults but that."""
-    return field(default_factory=lambda: section_defaults("scores")[key])
-
-
 @dataclass
 class ScoreSettings:
     """The config's `scores` section (meanings and defaults: src/vgsalign/config.schema.yaml)."""
 
-    mode: str = _schema_default("mode")
-    softmax: str = _schema_default("softmax")
-    as_word_normalization: str = _schema_default("as_word_normalization")
-    grid: int = _schema_default("grid")
-    mask_threshold: float = _schema_default("mask_threshold")
-    seed: int = _schema_default("seed")
-    bootstrap: int = _schema_default("bootstrap")
-    on_error: str = _schema_default("on_error")                  # a malformed annotation: stop, or skip it
-    random_baseline: str = _schema_default("random_baseline")    # native | original (512 x 224 x 224)
+    mode: str
+    softmax: str
+    as_word_normalization: str
+    grid: int
+    mask_threshold: float
+    seed: int
+    bootstrap: int
+    on_error: str           # a malformed annotation: stop, or skip it
+    random_baseline: str    # native | original (512 x 224 x 224)
 
     def validate(self, where: str = "settings") -> None:
         checks = [
@@ -76,6 +70,12 @@ class ScoreSettings:
         if self.random_baseline == "original" and self.mode != "reference":
             raise InputError(where, "random_baseline = 'original' is the original's 512 x grid x grid tensor "
                                     "and needs mode = 'reference'")
+
+
+def score_settings(**values: Any) -> ScoreSettings:
+    """The scores slice from `values`, the keys left out taken from the schema's defaults
+    (a hand-built ScoreSettings, e.g. score_settings(bootstrap=20))."""
+    return settings_from_dict(ScoreSettings, values, where="scores", section="scores")
 
 
 @dataclass(frozen=True)
