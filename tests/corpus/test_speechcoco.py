@@ -19,7 +19,7 @@ def test_fixture_words_times_and_images(tmp_path):
     assert got.keys() == fx.SPEECHCOCO_WORDS.keys()
     for utt_id, expected in fx.SPEECHCOCO_WORDS.items():
         assert [w for w, _, _ in got[utt_id]] == [w for w, _, _ in expected]
-        assert [t[1:] for t in got[utt_id]] == pytest.approx([t[1:] for t in expected], abs=1e-9)
+        assert [x for t in got[utt_id] for x in t[1:]] == pytest.approx([x for t in expected for x in t[1:]], abs=1e-9)
     by_id = {u.utt_id: u for u in result.utterances}
     assert by_id["108505_147972_Phil_Middle_0-9"].image_id == 108505
     assert by_id["298817_26763_Phil_None_0-9"].speaker == "Phil"

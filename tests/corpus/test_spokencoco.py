@@ -24,7 +24,7 @@ def test_train_index_words_times_and_restval_images(tmp_path):
     for utt_id, (image_id, split, words) in expected.items():
         assert got[utt_id][:2] == (image_id, split)
         assert [w for w, _, _ in got[utt_id][2]] == [w for w, _, _ in words]
-        assert [t[1:] for t in got[utt_id][2]] == pytest.approx([t[1:] for t in words], abs=1e-9)
+        assert [x for t in got[utt_id][2] for x in t[1:]] == pytest.approx([x for t in words for x in t[1:]], abs=1e-9)
     # image 42 is a val2014 image in the train index: found in instances_val2014.json, not dropped
     assert got["f9z8y7-3GHIJKL_42_202"][1] == "val2014"
     # the caption without a TextGrid is a counted drop naming its wav
