@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .errors import InputError
@@ -21,7 +21,7 @@ class Command:
     module: str                 # under vgsalign, with main(argv)
     help: str
     prefix: tuple[str, ...] = ()  # leading arguments for a module that serves several steps
-    aliases: tuple[str, ...] = field(default=())  # earlier names, still accepted
+    aliases: tuple[str, ...] = ()  # earlier names, still accepted
 
 
 COMMANDS: list[Command] = [

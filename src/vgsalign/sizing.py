@@ -14,15 +14,20 @@ from typing import Iterable
 RETRY_MEMORY_FACTOR = 1.5
 
 
-def input_mb(paths: Iterable[str]) -> float:
-    """Total size of the existing files among `paths`, in MB (missing ones count 0, as in a dry run)."""
-    total = 0
+def _sizes(paths: Iterable[str]) -> list[int]:
+    """Bytes of each existing file among `paths` (missing ones are left out, as in a dry run)."""
+    sizes = []
     for path in paths:
         try:
-            total += os.path.getsize(path)
+            sizes.append(os.path.getsize(path))
         except OSError:
             pass
-    return total / 1e6
+    return sizes
+
+
+def input_mb(paths: Iterable[str]) -> float:
+    """Total size of the existing files among `paths`, in MB (missing ones count 0, as in a dry run)."""
+    return sum(_sizes(paths)) / 1e6
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,7 @@ class JobSize:
 
 def largest_files_mb(paths: Iterable[str], count: int) -> float:
     """Total size in MB of the `count` largest existing files among `paths`."""
-    sizes = []
-    for path in set(paths):           # a file listed twice is held once
-        try:
-            sizes.append(os.path.getsize(path))
-        except OSError:
-            pass
+    sizes = _sizes(set(paths))        # a file listed twice is held once
     return sum(sorted(sizes, reverse=True)[:count]) / 1e6
 
 
