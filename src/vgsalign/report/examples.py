@@ -41,6 +41,7 @@ from ..scores.alignment import (
 )
 from ..errors import InputError
 from ..scores.masks import ImageAnnotations, build_image_regions, category_mask
+from ..scores.plan import TimeMapping, spans_on_tensor, word_spans
 from ..features.shards import ShardReader
 from ..scores.tensor_io import TensorReader, inspect_tensors
 from ..tables import table_header
@@ -105,21 +106,19 @@ def frame_weights(pair: dict, n_tensor_frames: int, time_mapping: dict,
     """(word weights (T,), frame lengths (T,), frame edges (T + 1,) in padded input frames),
     as `vgsalign.scores` computes them for the pair: tensor frame k covers padded input
     frames [o + b_k, o + b_k+1), o the tensor's input_frames_offset (0 when not recorded),
-    and the word's span is clipped to the frames the tensor covers."""
+    and the word's span is placed on the tensor by the scores' own `spans_on_tensor`."""
     r = float(time_mapping["input_frames_per_frame"])
-    covered = float(time_mapping["input_frames_covered"])
-    offset = float(time_mapping.get("input_frames_offset", 0.0))
+    timing = TimeMapping(n_tensor_frames=n_tensor_frames, input_frames_per_frame=r,
+                         input_frames_offset=float(time_mapping.get("input_frames_offset", 0.0)),
+                         hop_s=float(time_mapping["hop_s"]), n_input_frames=float(time_mapping["input_frames_covered"]))
+    starts, ends = word_spans(pd.DataFrame([pair]), timing, mode)
+    starts, ends, _ = spans_on_tensor(starts, ends, timing, np.array([""], dtype=object), mode)
+    offset = int(timing.input_frames_offset) if mode == "reference" else timing.input_frames_offset
     if mode == "reference":
-        offset, covered = int(round(offset)), int(round(covered))
-        bounds = reference_frame_bounds(n_tensor_frames, covered)
-        start, end = np.clip([int(pair["onset_frame"]) - offset, int(pair["offset_frame"]) - offset], 0, covered)
-        weights = reference_word_weights([start], [end], bounds)[0]
+        bounds = reference_frame_bounds(n_tensor_frames, int(timing.n_input_frames))
+        weights = reference_word_weights(starts, ends, bounds)[0]
         return weights, reference_frame_totals(bounds), bounds.astype(np.float64) + offset
-    hop = float(time_mapping["hop_s"])
-    pad = float(pair["pad_frames"])
-    start, end = np.clip([pad + float(pair["onset_s"]) / hop - offset, pad + float(pair["offset_s"]) / hop - offset],
-                         0.0, covered)
-    weights = exact_word_weights([start], [end], n_tensor_frames, r)[0]
+    weights = exact_word_weights(starts, ends, n_tensor_frames, r)[0]
     edges = np.arange(n_tensor_frames + 1, dtype=np.float64) * r + offset
     return weights, exact_frame_totals(n_tensor_frames, r), edges
 

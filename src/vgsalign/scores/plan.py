@@ -252,7 +252,7 @@ class ScoringPlan:
     chunks: list[list[Unit]]
 
 
-def _word_spans(pairs: pd.DataFrame, timing: TimeMapping, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def word_spans(pairs: pd.DataFrame, timing: TimeMapping, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Each word's [start, end) in padded input frames (whole frames in reference mode)."""
     if mode == "reference":
         return pairs["onset_frame"].to_numpy(dtype=np.int64), pairs["offset_frame"].to_numpy(dtype=np.int64)
@@ -261,7 +261,7 @@ def _word_spans(pairs: pd.DataFrame, timing: TimeMapping, mode: str) -> tuple[np
             pad + pairs["offset_s"].to_numpy(dtype=np.float64) / timing.hop_s)
 
 
-def _spans_on_tensor(starts: np.ndarray, ends: np.ndarray, timing: TimeMapping, reason: np.ndarray,
+def spans_on_tensor(starts: np.ndarray, ends: np.ndarray, timing: TimeMapping, reason: np.ndarray,
                      mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Word spans counted from the tensor's first covered input frame, clipped to what it covers.
 
@@ -336,7 +336,7 @@ def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, in
     reason = np.array([""] * len(pairs), dtype=object)
     rows = _tensor_rows(info, pairs, reason, on_missing, pairs_csv)
     _check_tensor_metadata(info, pairs, rows)
-    starts, ends, clipped = _spans_on_tensor(*_word_spans(pairs, timing, settings.mode), timing, reason,
+    starts, ends, clipped = spans_on_tensor(*word_spans(pairs, timing, settings.mode), timing, reason,
                                              settings.mode)
     annotated = np.array([c in instances.images[i].segmentations for i, c in zip(image_ids, category_ids)],
                          dtype=bool)
