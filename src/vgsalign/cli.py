@@ -57,6 +57,7 @@ COMMANDS: list[Command] = [
             aliases=("tensors",)),
     Command("score-pairs", "scores.run", "alignment and glancing scores of the test pairs, and their tables",
             aliases=("score",)),
+    Command("seeds-summary", "scores.seeds", "the scores of several training seeds side by side, with mean and sd"),
     Command("report-html", "report.page", "the self-contained HTML report of a run", aliases=("report",)),
 ]
 

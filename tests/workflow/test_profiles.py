@@ -14,7 +14,8 @@ import yaml
 from tests.helpers.workflow import ROOT, run_env
 
 PROFILES = ROOT / "workflow/profiles"
-GPU_RULES = {"features_visual", "train_model", "tensors_dump"}  # visual features, training, tensor dump
+# visual features, training, tensor dump (and training and dump of the other seeds, train.seeds)
+GPU_RULES = {"features_visual", "train_model", "tensors_dump", "train_model_seed", "tensors_dump_seed"}
 
 
 def load(name: str) -> dict:
@@ -29,12 +30,18 @@ def snakemake_options() -> set[str]:
 
 @lru_cache(maxsize=1)
 def workflow_rules() -> dict[str, str]:
-    """rule name -> its body text, from workflow/rules/*.smk"""
-    rules = {}
+    """rule name -> its body text, from workflow/rules/*.smk; a rule made with `use rule A
+    as B with:` gets A's body followed by its own overrides (it inherits the rest)."""
+    rules, derived = {}, []
     for path in sorted((ROOT / "workflow/rules").glob("*.smk")):
-        parts = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
-        for name, body in zip(parts[1::2], parts[2::2]):
-            rules[name] = body.split("\nrule ", 1)[0]
+        parts = re.split(r"^(?:rule (\w+)|use rule (\w+) as (\w+) with):\n", path.read_text(), flags=re.M)
+        for name, base, used_as, body in zip(parts[1::4], parts[2::4], parts[3::4], parts[4::4]):
+            if name:
+                rules[name] = body
+            else:
+                derived.append((used_as, base, body))
+    for name, base, body in derived:
+        rules[name] = rules[base] + body
     return rules
 
 

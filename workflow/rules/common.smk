@@ -145,9 +145,27 @@ def vectors_file():
 
 # --------------------------------------------------------------------------- training inputs
 
-def train_slice():
-    """The train config slice less train.resume."""
-    return as_json({k: v for k, v in config["train"].items() if k != "resume"})
+def train_slice(seed=None):
+    """The train config slice less train.resume (operational) and train.seeds (which models
+    are trained, not how), with train.seed replaced by `seed` when given."""
+    values = {k: v for k, v in config["train"].items() if k not in ("resume", "seeds")}
+    if seed is not None:
+        values["seed"] = int(seed)
+    return as_json(values)
+
+
+def compared_seeds():
+    """The seeds of the comparison across seeds: train.seed first, then train.seeds in
+    their order, each once; [] when train.seeds is empty (one model, no comparison)."""
+    if not config["train"]["seeds"]:
+        return []
+    return list(dict.fromkeys([config["train"]["seed"], *config["train"]["seeds"]]))
+
+
+def seed_folder(seed):
+    """Where the model of one seed of the comparison is trained and scored: train.seed's is
+    the run's main model, at the run's own paths; any other seed's is under seeds/seed_<k>/."""
+    return RESULTS if int(seed) == config["train"]["seed"] else f"{RESULTS}/seeds/seed_{seed}"
 
 
 def validation_shards(modality):
@@ -185,5 +203,6 @@ JOB_SIZES = {
                                     mem_mb_per_input_mb=1.5, files_held=4 * config["train"]["shards_per_group"]),
     "tensors_dump": JobSize(mem_mb_base=6000, runtime_min_base=30, runtime_min_per_input_mb=0.002),
     "score_pairs": JobSize(mem_mb_base=3000, runtime_min_base=20, mem_mb_per_input_mb=0.5, runtime_min_per_input_mb=0.01),
+    "seeds_summary": JobSize(mem_mb_base=1000, runtime_min_base=10),
     "report_html": JobSize(mem_mb_base=2000, runtime_min_base=15, mem_mb_per_input_mb=2.0),
 }

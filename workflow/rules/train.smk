@@ -82,14 +82,59 @@ rule tensors_dump:
         " --device {params.device} --threads {threads} --out {output} 2>&1 | tee {log}"
 
 
+# Several seeds (train.seeds): train.seed's model is the one above; every other seed of
+# the comparison (compared_seeds, common.smk) is trained and dumped by the same steps with
+# only train.seed replaced, under seeds/seed_<k>/ (seed_folder). The scores and the seeds'
+# summary are in scores.smk.
+SEEDS = f"{RESULTS}/seeds"
+EXTRA_SEEDS = [seed for seed in compared_seeds() if seed != config["train"]["seed"]]
+SEED_TRAIN = f"{SEEDS}/seed_{{seed}}/train"
+
+
+use rule train_model as train_model_seed with:
+    output:
+        best=f"{SEED_TRAIN}/checkpoint_best.pt",
+        last=f"{SEED_TRAIN}/checkpoint_last.pt",
+        history=f"{SEED_TRAIN}/history.csv",
+        timing=f"{SEED_TRAIN}/timing.csv",
+        curves=f"{SEED_TRAIN}/curves.png",
+        retrieval=f"{SEED_TRAIN}/retrieval.json",
+    params:
+        train=lambda w: train_slice(seed=w.seed),
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        f"{LOGS}/seeds/seed_{{seed}}/train.log",
+    benchmark:
+        f"{BENCHMARKS}/train_model_seed_{{seed}}.tsv"
+
+
+use rule tensors_dump as tensors_dump_seed with:
+    input:
+        checkpoint=f"{SEED_TRAIN}/checkpoint_best.pt",
+        pairs=f"{RESULTS}/testdata/pairs.csv",
+        audio=FEATURE_SHARDS[("audio", SPLITS["test"])],
+        visual=FEATURE_SHARDS[("visual", SPLITS["test"])],
+    output:
+        f"{SEEDS}/seed_{{seed}}/tensors/tensors.h5",
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        f"{LOGS}/seeds/seed_{{seed}}/tensors.log",
+    benchmark:
+        f"{BENCHMARKS}/tensors_dump_seed_{{seed}}.tsv"
+
+
 rule train:
     input:
         rules.train_model.output,
+        expand(rules.train_model_seed.output, seed=EXTRA_SEEDS),
         rules.features.input,
 
 
 rule tensors:
     input:
         rules.tensors_dump.output,
+        expand(rules.tensors_dump_seed.output, seed=EXTRA_SEEDS),
         rules.train.input,
         rules.testdata.input,
