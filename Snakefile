@@ -36,7 +36,8 @@ onsuccess:
     import atexit
     from vgsalign.report.headline import run_ending
 
-    if (line := run_ending(REPORT_HTML, rules.score_pairs.output.summary, WORKFLOW_STARTED)) is not None:
+    seeds = SEEDS_SUMMARY if compared_seeds() else None   # with train.seeds: AS_object's mean ± sd
+    if (line := run_ending(REPORT_HTML, rules.score_pairs.output.summary, WORKFLOW_STARTED, seeds)) is not None:
         atexit.register(print, line, file=sys.stderr, flush=True)
 
 

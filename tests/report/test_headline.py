@@ -63,3 +63,23 @@ def test_run_ending_survives_a_summary_without_the_scores(tmp_path, key):
     report.write_text("")
     summary.write_text(json.dumps({"overall": {"as_object_mean": 0.5}} if key != "overall" else {}))
     assert run_ending(report, summary, started=0).startswith(f"report: {report} (no headline: ")
+
+
+def test_with_several_seeds_as_object_adds_its_mean_and_sd_across_them(tmp_path):
+    overall = {"as_object_mean": 0.5071, "as_object_ci_low": 0.4679, "as_object_ci_high": 0.5462,
+               "chance_as_object_mean": 0.0504, "as_word_mean": 0.1824, "as_word_ci_low": 0.1561,
+               "as_word_ci_high": 0.2064, "chance_as_word_mean": 0.0712}
+    seeds = {"figures": {"as_object_mean": {"mean": 0.4803, "sd": 0.0314, "min": 0.45, "max": 0.51, "n": 3}}}
+    assert headline("r.html", {"overall": overall}, seeds) == (
+        "report: r.html — AS_object 0.507 [0.468, 0.546] (chance 0.050; 0.480 ± 0.031 mean ± sd over 3 seeds), "
+        "AS_word 0.182 [0.156, 0.206] (chance 0.071)")
+    one = {"figures": {"as_object_mean": {"mean": 0.5071, "sd": None, "min": 0.5071, "max": 0.5071, "n": 1}}}
+    assert "(chance 0.050; 0.507 over 1 seed)" in headline("r.html", {"overall": overall}, one)
+    # the run's ending reads the seeds' summary beside the scores'
+    report, summary, seeds_file = tmp_path / "report.html", tmp_path / "summary.json", tmp_path / "seeds.json"
+    report.write_text("")
+    summary.write_text(json.dumps({"overall": overall}))
+    seeds_file.write_text(json.dumps(seeds))
+    assert run_ending(report, summary, 0, seeds_file) == headline(report, {"overall": overall}, seeds)
+    seeds_file.unlink()
+    assert "(no headline: " in run_ending(report, summary, 0, seeds_file)

@@ -4,6 +4,7 @@ result files, rendering in headless Chromium, bad input."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -486,3 +487,68 @@ def test_workflow_rule_builds_the_page_and_snakemakes_report(tmp_path):
     proc = snakemake("--report", str(tmp_path / "snakemake_report.zip"), "report")
     for name in ("similarities.png", "training.png", "category_as_object.png", "confusion_gs_word.png", "example_01.png"):
         assert f"Adding {name}" in proc.stderr
+
+
+# ---------------------------------------------------------------- several seeds
+
+
+@pytest.fixture(scope="module")
+def seeds_page(run):
+    """The page of a run with three seeds: seed 0 is the run's own model, seeds 1 and 2
+    copies of its results with other AS_object and retrieval figures."""
+    from vgsalign.scores.seeds import seeds_summary
+
+    seeds = run.results / "seeds"
+    dirs = {0: (run.results / "train", run.results / "scores")}
+    for seed, shift in ((1, -0.04), (2, 0.02)):
+        train, scores = seeds / f"seed_{seed}/train", seeds / f"seed_{seed}/scores"
+        shutil.copytree(run.results / "train", train)
+        shutil.copytree(run.results / "scores", scores)
+        summary = json.loads((scores / "summary.json").read_text())
+        for key in ("as_object_mean", "as_object_ci_low", "as_object_ci_high"):
+            summary["overall"][key] += shift
+        (scores / "summary.json").write_text(json.dumps(summary))
+        retrieval = json.loads((train / "retrieval.json").read_text())
+        retrieval["image_retrieval_from_captions"]["r10"] += shift
+        (train / "retrieval.json").write_text(json.dumps(retrieval))
+        dirs[seed] = (train, scores)
+    seeds_summary(list(dirs), [d[0] for d in dirs.values()], [d[1] for d in dirs.values()],
+                  seeds / "seed_scores.csv", seeds / "summary.json")
+    out, printed = run.root / "report_seeds.html", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(run.report_args(out, run.root / "figures_seeds", n_examples=1, run_config=RUN_CONFIG)
+                    + ["--seeds-dir", str(seeds)]) == 0
+    return {"html": out.read_text(), "headline": printed.getvalue().strip().splitlines()[-1]}
+
+
+def test_across_seeds_shows_each_seed_and_the_spread_from_the_files(seeds_page, built, run):
+    headline_line, seeds_page = seeds_page["headline"], seeds_page["html"]
+    page = Page(seeds_page)
+    assert "seeds" in page.ids and "Across seeds" in seeds_page
+    body = seeds_page[seeds_page.index("<body>"):]
+    assert body.index('id="overall"') < body.index('id="seeds"') < body.index('id="warnings"')
+    seed_values = [v for v in page.values if v.get("data-source", "").startswith("seeds/")]
+    for value in seed_values:
+        expected = _lookup(run.results, value["data-source"], json.loads(value["data-path"]))
+        if isinstance(expected, float):
+            assert float(value["data-value"]) == expected, value
+        else:
+            assert int(value["data-value"]) == int(expected), value
+    cells = {(v["data-source"], tuple(json.loads(v["data-path"]))) for v in seed_values}
+    for seed in ("0", "1", "2"):
+        assert ("seeds/seed_scores.csv", ("seed", seed, "as_object_mean")) in cells
+        assert ("seeds/seed_scores.csv", ("seed", seed, "as_object_ci_low")) in cells
+        assert ("seeds/seed_scores.csv", ("seed", seed, "r10_a2i")) in cells
+        assert ("seeds/seed_scores.csv", ("seed", seed, "best_epoch")) in cells
+    for stat in ("mean", "sd", "min", "max"):
+        assert ("seeds/summary.json", ("figures", "as_object_mean", stat)) in cells
+    # the spread really is the seeds': 0.02 and -0.04 around seed 0's AS_object
+    stats = json.loads((run.results / "seeds/summary.json").read_text())["figures"]["as_object_mean"]
+    main_score = json.loads((run.results / "scores/summary.json").read_text())["overall"]["as_object_mean"]
+    assert abs(stats["mean"] - (main_score - 0.02 / 3)) < 1e-12 and abs(stats["max"] - (main_score + 0.02)) < 1e-12
+    assert "0 (main)" in seeds_page
+    # the headline the step ends on adds AS_object's mean ± sd over the seeds
+    assert f"(chance {json.loads((run.results / 'scores/summary.json').read_text())['overall']['chance_as_object_mean']:.3f}; " \
+        f"{stats['mean']:.3f} ± {stats['sd']:.3f} mean ± sd over 3 seeds)" in headline_line
+    # a run with one model has no such section
+    assert "seeds" not in Page(built["html"]).ids and "Across seeds" not in built["html"]

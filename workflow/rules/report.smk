@@ -65,6 +65,8 @@ rule report_html:
             *expand(rules.features_images.output.rejects, split=USED_SPLITS),
             *expand(rules.features_captions.output.rejects, split=USED_SPLITS),
         ],
+        # with several training seeds (train.seeds): the section Across seeds
+        seeds=rules.seeds_summary.output if compared_seeds() else [],
     output:
         html=REPORT_HTML,
         similarities=report(
@@ -123,6 +125,7 @@ rule report_html:
         instances=instances_json(SPLITS["test"]),
         images=image_dir(SPLITS["test"]),
         figures=lambda w, output: str(Path(output.similarities).parent),
+        seeds=f"--seeds-dir {SEEDS}" if compared_seeds() else "",
         code=code_version("report", "scores", "testdata", "features", "corpus", "tables"),
     resources:
         mem_mb=JOB_SIZES["report_html"].mem_mb,
@@ -137,7 +140,7 @@ rule report_html:
         "vgsalign report-html --testdata-dir {params.testdata} --train-dir {params.train} --scores-dir {params.scores}"
         " --tensors {input.tensors} --instances {params.instances} --images {params.images}"
         " --audio {input.audio} --visual {input.visual} --rejects {input.rejects}"
-        " --report {params.report} --match {params.match} --run-config {params.run_config}"
+        " --report {params.report} --match {params.match} --run-config {params.run_config} {params.seeds}"
         " --figures {params.figures} --out {output.html} 2>&1 | tee {log}"
 
 

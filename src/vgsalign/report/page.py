@@ -117,9 +117,14 @@ def page_sections(results: Results, pictures: dict[str, list[Picture]], notices:
     chosen = ("Chosen among the scored pairs: the best, the median and the worst by AS_object, then random ones "
               f"(report.seed {seed}).")
     n_warnings = sum(n.level == "warning" for n in notices)
+    # with several training seeds (train.seeds): each seed's scores and their spread
+    across_seeds = [] if results.seeds_summary is None else [
+        ("seeds-section", "Across seeds",
+         sections.seeds_html(results.seed_table, results.seeds_summary, caption("seeds").html()))]
     return [
         ("scores", "Alignment and glancing scores",
          sections.overall_html(results) + sections.scores_intro(results.scores_summary["options"])),
+        *across_seeds,
         ("warnings", f"Warnings ({n_warnings}) and notes ({len(notices) - n_warnings})",
          sections.notices_html(notices)),
         ("glance", "The run at a glance", sections.glance_html(results, run_config, threshold)),
@@ -162,7 +167,7 @@ def build_report(inputs: ReportInputs, out: Path, figures_dir: Path, settings: R
     return {"out": str(out), "figures": [p.name for section in pictures.values() for p in section],
             "notices": [f"{n.level}: {n.title}" for n in notices], "bytes": len(text.encode()),
             "seconds": round(time.time() - started, 2), "examples": [c.reason for c in choices],
-            "headline": headline(out, results.scores_summary)}
+            "headline": headline(out, results.scores_summary, results.seeds_summary)}
 
 
 # ---------------------------------------------------------------- command line
@@ -183,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="visual feature shards the model saw (checked for random weights)")
     parser.add_argument("--rejects", nargs="*", default=[], type=Path,
                         help="rejects tables (CSV) of the stages that read the corpus, counted per stage")
+    parser.add_argument("--seeds-dir", type=Path,
+                        help="seeds/ of a run with several training seeds (seed_scores.csv, summary.json): "
+                             "adds the section Across seeds")
     parser.add_argument("--report", default="{}",
                         help="the report config slice as JSON (n_examples, seed; missing keys: the schema's defaults)")
     parser.add_argument("--match", help="the match config slice as JSON (its threshold; default: the test set's)")
@@ -206,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("--match", "missing setting 'threshold'")
     inputs = ReportInputs(testdata=args.testdata_dir, train=args.train_dir, scores=args.scores_dir,
                           tensors=args.tensors, instances=args.instances, images=args.images, audio=list(args.audio),
-                          visual=list(args.visual), rejects=list(args.rejects))
+                          visual=list(args.visual), rejects=list(args.rejects), seeds=args.seeds_dir)
     done = build_report(inputs, args.out, args.figures or args.out.parent / "report", settings,
                         run_config=_json_object(args.run_config, "--run-config"), threshold=match.get("threshold"))
     print(f"wrote {done['out']} ({done['bytes'] / 1e6:.1f} MB, {len(done['figures'])} figures) in {done['seconds']} s",

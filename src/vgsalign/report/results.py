@@ -4,6 +4,7 @@
     train/     history.csv, retrieval.json
     scores/    summary.json, category_scores.csv, confusion_<score>.csv,
                confusion_counts.csv, pair_scores.csv, excluded_pairs.csv
+    seeds/     seed_scores.csv, summary.json (only when the run trained several seeds)
     tensors.h5, the test split's instances JSON and images, its audio feature shards,
     the visual shards the model saw (for their `random_weights` flag), and the rejects
     tables of the stages that read the corpus
@@ -24,12 +25,14 @@ import pandas as pd
 from ..errors import InputError
 from ..features.shards import read_attrs
 from ..scores.alignment import SCORE_NAMES
+from ..scores.seeds import RETRIEVAL_FIGURES
 from ..tables import read_table, table_header
 
 # the page's data-source attributes name the files relative to the results folder
 SOURCES = {
     "funnel": "testdata/summary.json", "retrieval": "train/retrieval.json", "scores": "scores/summary.json",
-    "categories": "scores/category_scores.csv",
+    "categories": "scores/category_scores.csv", "seed_table": "seeds/seed_scores.csv",
+    "seeds_summary": "seeds/summary.json",
 }
 
 
@@ -46,6 +49,7 @@ class ReportInputs:
     audio: list[Path]
     visual: list[Path]
     rejects: list[Path]       # rejects tables (CSV, one row per item left out) of the stages that read the corpus
+    seeds: Path | None = None  # seeds/ of a run with several seeds (seed_scores.csv, summary.json), else None
 
     @property
     def results(self) -> Path:
@@ -82,6 +86,8 @@ class Results:
     audio_attrs: list[tuple[Path, dict]]
     visual_attrs: list[tuple[Path, dict]]
     rejects: list[RejectCount]
+    seed_table: pd.DataFrame | None = None   # seeds/seed_scores.csv, with several seeds
+    seeds_summary: dict | None = None        # seeds/summary.json, with several seeds
 
 
 def read_json(path: Path, keys: Sequence[str] = ()) -> dict:
@@ -159,6 +165,11 @@ def read_results(inputs: ReportInputs) -> Results:
         audio_attrs=audio_attrs,
         visual_attrs=visual_attrs,
         rejects=count_rejects(inputs.rejects, inputs.results, audio_attrs, visual_attrs, scores_summary["counts"]),
+        seed_table=None if inputs.seeds is None else read_table(inputs.seeds / "seed_scores.csv", required=(
+            "seed", "best_epoch", *[f"{s}_{k}" for s in SCORE_NAMES for k in ("mean", "ci_low", "ci_high")],
+            *[column for _, column in RETRIEVAL_FIGURES])),
+        seeds_summary=None if inputs.seeds is None else read_json(inputs.seeds / "summary.json",
+                                                                  ("seeds", "main_seed", "figures")),
     )
 
 

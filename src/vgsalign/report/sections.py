@@ -104,6 +104,47 @@ def categories_html(categories: pd.DataFrame) -> str:
     return table(header, rows, "categories")
 
 
+# ---------------------------------------------------------------- across seeds
+
+SEED_RETRIEVAL_LABELS = {"r10_a2i": "R@10 image from caption", "r10_i2a": "R@10 caption from image",
+                         "meanpool_r10_a2i": "pooled R@10 (mean-pooled) a2i",
+                         "meanpool_r10_i2a": "pooled R@10 (mean-pooled) i2a"}
+
+
+def seeds_html(seed_table: pd.DataFrame, seeds_summary: dict, caption_html: str) -> str:
+    """One row per seed (seeds/seed_scores.csv), then the mean ± sd (ddof=1) and the range
+    of each figure across seeds (seeds/summary.json)."""
+    table_source, summary_source = SOURCES["seed_table"], SOURCES["seeds_summary"]
+    retrieval = list(SEED_RETRIEVAL_LABELS)
+    rows = []
+    for record in seed_table.to_dict("records"):
+        seed = str(int(record["seed"]))
+
+        def cell(column: str, digits: int | None = 3) -> str:
+            value = int(record[column]) if digits is None else record[column]
+            return number(value, table_source, ["seed", seed, column], digits=digits)
+
+        label = f"{seed} (main)" if int(record["seed"]) == seeds_summary["main_seed"] else seed
+        rows.append([esc(label)]
+                    + [cell(f"{s}_mean") + f" <small>[{cell(f'{s}_ci_low')}, {cell(f'{s}_ci_high')}]</small>"
+                       for s in SCORE_NAMES]
+                    + [cell(c) for c in retrieval] + [cell("best_epoch", None)])
+    figures = seeds_summary["figures"]
+
+    def stat(name: str, key: str, digits: int | None = 3) -> str:
+        return number(figures[name][key], summary_source, ["figures", name, key], digits=digits)
+
+    names = [f"{s}_mean" for s in SCORE_NAMES] + retrieval + ["best_epoch"]
+    n = figures[names[0]]["n"]
+    rows.append([esc(f"mean ± sd ({n} seeds)")] + [stat(name, "mean") + " ± " + stat(name, "sd") for name in names])
+    rows.append([esc("min – max")] + [stat(name, "min", 3 if name != "best_epoch" else None) + " – "
+                                      + stat(name, "max", 3 if name != "best_epoch" else None) for name in names])
+    header = (["seed"] + [f"{SCORE_LABELS[s]} [95% interval]" for s in SCORE_NAMES]
+              + [SEED_RETRIEVAL_LABELS[c] for c in retrieval] + ["best epoch"])
+    return (table(header, rows, "seeds", caption="Each seed's model, then the spread across seeds")
+            + f"<p>{caption_html}</p>")
+
+
 # ---------------------------------------------------------------- retrieval, test set, rejects
 
 
