@@ -32,7 +32,7 @@ from typing import Iterable
 import numpy as np
 from scipy import sparse
 
-from .instances import ImageAnnotations, Instances, category_mask
+from .instances import ImageAnnotations, category_mask
 
 OTHER = -1        # region key: all other annotated categories, pixels of c removed
 BACKGROUND = -2   # region key: pixels in no annotated (non-crowd) mask
@@ -279,27 +279,28 @@ def build_image_regions(
 
 
 class RegionCache:
-    """Regions per image, built once and kept for the images seen most recently."""
+    """Regions per image, built once and kept for the images seen most recently.
 
-    def __init__(self, instances: Instances, mode: str, tensor_height: int, tensor_width: int,
-                 grid: int, mask_threshold: float, needed: dict[int, tuple[int, ...]], size: int = 512):
-        self.instances, self.mode = instances, mode
+    The caller passes each image's annotations with the categories its pairs ask for
+    over the whole run (not only the current chunk's), so an image's regions are the
+    same whichever chunk builds them."""
+
+    def __init__(self, mode: str, tensor_height: int, tensor_width: int, grid: int, mask_threshold: float,
+                 size: int = 512):
+        self.mode = mode
         self.tensor_height, self.tensor_width = tensor_height, tensor_width
         self.grid, self.mask_threshold = grid, mask_threshold
-        self.needed = needed        # image id -> categories its pairs ask for
         self.size = size
         self._cache: OrderedDict[int, ImageRegions] = OrderedDict()
 
-    def get(self, image_id: int) -> ImageRegions:
-        regions = self._cache.get(image_id)
+    def get(self, image: ImageAnnotations, categories: tuple[int, ...]) -> ImageRegions:
+        regions = self._cache.get(image.image_id)
         if regions is None:
-            regions = build_image_regions(
-                self.instances.images[image_id], self.needed[image_id], self.mode,
-                self.tensor_height, self.tensor_width, self.grid, self.mask_threshold,
-            )
-            self._cache[image_id] = regions
+            regions = build_image_regions(image, categories, self.mode, self.tensor_height, self.tensor_width,
+                                          self.grid, self.mask_threshold)
+            self._cache[image.image_id] = regions
             if len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         else:
-            self._cache.move_to_end(image_id)
+            self._cache.move_to_end(image.image_id)
         return regions

@@ -43,11 +43,11 @@ RANDOM_BASELINE_TEXT = {
 class Scored:
     """What the chunks gave, merged: per-pair values and reasons, confusion rows."""
 
-    values: np.ndarray             # (n_pairs, len(VALUE_COLUMNS)), NaN where not scored
+    values: np.ndarray | None      # (n_pairs, len(VALUE_COLUMNS)), NaN where not scored (None once in the frame)
     reason: np.ndarray             # "" scored, else an exclusion reason
-    conf_pair: np.ndarray
-    conf_region: np.ndarray
-    conf_values: np.ndarray
+    conf_pair: np.ndarray | None    # None once taken into the confusion frame
+    conf_region: np.ndarray | None
+    conf_values: np.ndarray | None
 
 
 def count_reasons(reason: np.ndarray) -> dict[str, int]:
@@ -111,65 +111,112 @@ def _umask() -> int:
 
 # ---------------------------------------------------------------- tables
 
+# pairs.csv columns copied into pair_scores.csv after the scores, where present
+TIMING_COLUMNS = ("onset_s", "offset_s", "onset_frame", "offset_frame", "pad_frames")
+# pair_scores.csv is written this many rows at a time, so it never exists whole in memory
+PAIR_BLOCK_ROWS = 16384
 
-def _pair_table(plan: ScoringPlan, scored: Scored, options: dict) -> pd.DataFrame:
-    pairs, reason, timing = plan.pairs, scored.reason, plan.job.timing
-    index = np.flatnonzero(reason == "")
-    base = pairs.iloc[index].reset_index(drop=True)
-    table = base[PAIR_KEY_COLUMNS].copy()
-    table["category_id"] = plan.job.category_ids[index]
+
+def utterance_codes(utt_ids: list[str]) -> np.ndarray:
+    """Per tensor row, the rank of its utterance id in sorted order: grouping and sorting
+    these integers gives what the ids themselves give, without a string per pair."""
+    ranks = np.empty(len(utt_ids), dtype=np.int64)
+    ranks[sorted(range(len(utt_ids)), key=utt_ids.__getitem__)] = np.arange(len(utt_ids))
+    return ranks
+
+
+def scored_frame(plan: ScoringPlan, scored: Scored) -> pd.DataFrame:
+    """The scored pairs' numbers in pair order: what the per-category tables, the
+    confusions and the summary read (utt_id holds `utterance_codes`, not the ids)."""
+    index = np.flatnonzero(scored.reason == "")
+    pairs = plan.pairs
+    frame = pd.DataFrame({
+        "utt_id": utterance_codes(plan.utt_ids)[plan.rows[index]],
+        "image_id": plan.image_ids[index],
+        "category": pairs["category"].iloc[index].reset_index(drop=True),
+        "category_id": plan.category_ids[index],
+    })
     for k, column in enumerate(VALUE_COLUMNS):
-        table[column] = scored.values[index, k]
-    table["zero_attention"] = table["zero_attention"].astype(bool)
-    if "onset_s" in base.columns and "offset_s" in base.columns:
-        table["word_duration_s"] = (base["offset_s"] - base["onset_s"]).to_numpy(dtype=np.float64)
+        frame[column] = scored.values[index, k]
+    frame["zero_attention"] = frame["zero_attention"].astype(bool)
+    scored.values = None            # the frame holds them now
+    if "onset_s" in pairs.columns and "offset_s" in pairs.columns:
+        frame["word_duration_s"] = (pairs["offset_s"].to_numpy(dtype=np.float64)[index]
+                                    - pairs["onset_s"].to_numpy(dtype=np.float64)[index])
     else:
-        table["word_duration_s"] = (base["offset_frame"] - base["onset_frame"]).to_numpy() * timing.hop_s
-    for column in ("onset_s", "offset_s", "onset_frame", "offset_frame", "pad_frames"):
-        if column in base.columns:
-            table[column] = base[column].to_numpy()
-    for key, value in options.items():
-        table[key] = value
-    return table
+        frame["word_duration_s"] = ((pairs["offset_frame"].to_numpy()[index] - pairs["onset_frame"].to_numpy()[index])
+                                    * plan.setup.timing.hop_s)
+    return frame
+
+
+def write_pair_scores(path: Path, plan: ScoringPlan, scored: Scored, frame: pd.DataFrame, options: dict) -> None:
+    """pair_scores.csv, PAIR_BLOCK_ROWS rows at a time (the same bytes as one whole table)."""
+    index = np.flatnonzero(scored.reason == "")
+    pairs = plan.pairs
+    with open(path, "w", newline="") as fh:
+        for first in range(0, len(index), PAIR_BLOCK_ROWS):
+            block = slice(first, first + PAIR_BLOCK_ROWS)
+            base = pairs.iloc[index[block]].reset_index(drop=True)
+            table = base[PAIR_KEY_COLUMNS].copy()
+            table["category_id"] = frame["category_id"].to_numpy()[block]
+            for column in [*VALUE_COLUMNS, "word_duration_s"]:
+                table[column] = frame[column].to_numpy()[block]
+            for column in TIMING_COLUMNS:
+                if column in base.columns:
+                    table[column] = base[column].to_numpy()
+            for key, value in options.items():
+                table[key] = value
+            table.to_csv(fh, index=False, header=first == 0)
 
 
 def _confusion_frame(scored: Scored, position: np.ndarray) -> pd.DataFrame:
-    """Long confusion rows of the scored pairs, in pair order (sums independent of workers)."""
-    keep = position[scored.conf_pair] >= 0
-    pair, region, values = position[scored.conf_pair[keep]], scored.conf_region[keep], scored.conf_values[keep]
+    """Long confusion rows of the scored pairs, in pair order (sums independent of workers).
+
+    Takes the rows out of `scored` (they are not needed twice), so that they are held
+    once, sorted, rather than beside a sorted copy."""
+    pair, region, values = position[scored.conf_pair], scored.conf_region, scored.conf_values
+    scored.conf_pair = scored.conf_region = scored.conf_values = None
+    keep = pair >= 0
+    if not keep.all():
+        pair, region, values = pair[keep], region[keep], values[keep]
     order = np.lexsort((region, pair))
     confusion = pd.DataFrame({"pair": pair[order], "region": region[order]})
+    del pair, region
     for k, score in enumerate(SCORE_NAMES):
         confusion[score] = values[order, k]
     return confusion
 
 
-def build_tables(plan: ScoringPlan, scored: Scored) -> dict[str, pd.DataFrame]:
-    """Every CSV of the run, by file name."""
-    settings, reason = plan.job.settings, scored.reason
-    options = {k: getattr(settings, k) for k in OPTION_COLUMNS}
-    pair_table = _pair_table(plan, scored, options)
+def run_options(plan: ScoringPlan) -> dict:
+    """The options every table repeats in its last columns."""
+    return {k: getattr(plan.setup.settings, k) for k in OPTION_COLUMNS}
+
+
+def build_tables(plan: ScoringPlan, scored: Scored, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every CSV of the run but pair_scores.csv (`write_pair_scores`), by file name."""
+    settings, reason = plan.setup.settings, scored.reason
+    options = run_options(plan)
     excluded = plan.pairs.iloc[np.flatnonzero(reason != "")][PAIR_KEY_COLUMNS].copy()
     excluded["reason"] = reason[reason != ""].astype(str)
-    categories = category_table(pair_table, settings.bootstrap, settings.seed)
+    categories = category_table(frame, settings.bootstrap, settings.seed)
     position = np.full(len(plan.pairs), -1, dtype=np.int64)
     position[reason == ""] = np.arange(int((reason == "").sum()))
     confusion = _confusion_frame(scored, position)
-    names = plan.job.instances.category_names
-    tables = {"pair_scores.csv": pair_table, "excluded_pairs.csv": excluded, "category_scores.csv": categories}
-    tables.update({f"confusion_{s}.csv": t for s, t in confusion_tables(pair_table, confusion, names).items()})
-    for name, table in tables.items():
-        if name != "pair_scores.csv":
-            for key, value in options.items():
-                table[key] = value
-    tables["confusion_counts.csv"] = confusion_counts(pair_table, confusion, names)
+    del position
+    names = plan.instances.category_names
+    tables = {"excluded_pairs.csv": excluded, "category_scores.csv": categories}
+    tables.update({f"confusion_{s}.csv": t for s, t in confusion_tables(frame, confusion, names).items()})
+    for table in tables.values():
+        for key, value in options.items():
+            table[key] = value
+    tables["confusion_counts.csv"] = confusion_counts(frame, confusion, names)
     return tables
 
 
-def build_summary(*, plan: ScoringPlan, scored: Scored, pair_table: pd.DataFrame, inputs: dict,
+def build_summary(*, plan: ScoringPlan, scored: Scored, frame: pd.DataFrame, inputs: dict,
                   retrieval_figures: dict | None, workers: int, started: float) -> dict:
-    settings, info, timing = plan.job.settings, plan.job.info, plan.job.timing
-    instances = plan.job.instances
+    settings, info, timing = plan.setup.settings, plan.setup.info, plan.setup.timing
+    instances = plan.instances
     softmax_as, softmax_gs = softmax_families(settings.softmax)
     return {
         "options": {
@@ -188,19 +235,19 @@ def build_summary(*, plan: ScoringPlan, scored: Scored, pair_table: pd.DataFrame
             },
         },
         "counts": {
-            "pairs_in_table": int(len(plan.pairs)), "pairs_scored": int(len(pair_table)),
+            "pairs_in_table": int(len(plan.pairs)), "pairs_scored": int(len(frame)),
             "pairs_excluded": int((scored.reason != "").sum()), "excluded_by_reason": count_reasons(scored.reason),
             "exclusion_reasons": dict(EXCLUSION_REASONS),
             "annotations_skipped": dict(instances.skipped),
             "annotations_skipped_examples": list(instances.skipped_examples),
-            "utterances_scored": int(pair_table["utt_id"].nunique()),
-            "images_scored": int(pair_table["image_id"].nunique()),
-            "categories_scored": int(pair_table["category"].nunique()),
-            "pairs_with_zero_attention": int(pair_table["zero_attention"].sum()),
+            "utterances_scored": int(frame["utt_id"].nunique()),
+            "images_scored": int(frame["image_id"].nunique()),
+            "categories_scored": int(frame["category"].nunique()),
+            "pairs_with_zero_attention": int(frame["zero_attention"].sum()),
             # scored with their span clipped to the frames the tensor covers (input_frames_offset)
             "pairs_clipped_to_tensor": int((plan.clipped & (scored.reason == "")).sum()),
         },
-        "overall": overall_summary(pair_table, settings.bootstrap, settings.seed),
+        "overall": overall_summary(frame, settings.bootstrap, settings.seed),
         "retrieval": retrieval_figures,
         "outputs": ["pair_scores.csv", "excluded_pairs.csv", "category_scores.csv",
                     *[f"confusion_{s}.csv" for s in SCORE_NAMES], "confusion_counts.csv", "summary.json"],
@@ -210,9 +257,11 @@ def build_summary(*, plan: ScoringPlan, scored: Scored, pair_table: pd.DataFrame
     }
 
 
-def write_run(out_dir: str | os.PathLike, tables: dict[str, pd.DataFrame], summary: dict) -> None:
-    """The tables and summary.json, replacing out_dir as a whole."""
+def write_run(out_dir: str | os.PathLike, plan: ScoringPlan, scored: Scored, frame: pd.DataFrame,
+              tables: dict[str, pd.DataFrame], summary: dict) -> None:
+    """pair_scores.csv, the other tables and summary.json, replacing out_dir as a whole."""
     with atomic_directory(out_dir) as tmp:
+        write_pair_scores(tmp / "pair_scores.csv", plan, scored, frame, run_options(plan))
         for name, table in tables.items():
             write_csv(table, tmp / name)
         write_json(summary, tmp / "summary.json")

@@ -4,6 +4,11 @@
 tensor file's shape, ids and attributes; the pairs table; the COCO instances of the
 pairs' images), decides which pairs can be scored and why the others cannot, and cuts
 the work into chunks of utterances grouped by image. Nothing here reads a tensor.
+
+`inspect_scoring` reads only the tensor file's shape, ids and attributes: the worker
+processes start after it, before the pairs and annotations are read, and receive each
+chunk's pairs and annotations with the chunk (`ScoringPlan.task`), so their memory does
+not grow with the number of pairs.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,7 @@ import pandas as pd
 from ..errors import InputError
 from ..settings import settings_from_dict
 from .alignment import NORMALIZATIONS, SOFTMAX_CHOICES, reference_input_frames
-from .instances import ON_ERROR_CHOICES, Instances, load_instances
+from .instances import ON_ERROR_CHOICES, ImageAnnotations, Instances, load_instances
 from .tensor_io import TensorInfo, inspect_tensors, load_mat
 
 MODES = ("reference", "exact")
@@ -222,34 +227,92 @@ def _check_tensor_metadata(info: TensorInfo, pairs: pd.DataFrame, rows: np.ndarr
 
 
 @dataclass
-class ScoringJob:
-    """Everything a worker needs; inherited by forked workers, pickled once otherwise."""
+class ScoringSetup:
+    """What every worker needs whatever the chunk, and nothing that grows with the pairs:
+    a worker process starts with it before the pairs and annotations are read (so it
+    never holds them), and gets the rest one chunk at a time (`ChunkTask`)."""
 
-    info: TensorInfo
+    info: TensorInfo                       # path, format, shape, attributes (no per-utterance lists)
     timing: TimeMapping
     settings: ScoreSettings
-    instances: Instances
-    needed: dict[int, tuple[int, ...]]     # image id -> categories its pairs ask for
-    utt_ids: np.ndarray                    # per pair
-    image_ids: np.ndarray
-    category_ids: np.ndarray
-    starts: np.ndarray                     # word span in input frames from the tensor's first covered frame
-    ends: np.ndarray
     preloaded: np.ndarray | None = None    # a .mat file's tensors, read once before the workers start
 
 
-# a unit of work: one utterance's tensor row and the pairs of that utterance
-Unit = tuple[int, np.ndarray]
+@dataclass
+class ChunkTask:
+    """One chunk of utterances with everything needed to score it.
+
+    Utterance u of the chunk has tensor row rows[u] and the chunk's pairs
+    pair_offsets[u]:pair_offsets[u + 1] (in pair order); its image's annotations are in
+    images, with the categories the image's pairs ask for over the whole run."""
+
+    index: int
+    rows: np.ndarray                       # (U,) tensor rows, images together
+    utt_ids: list[str]                     # (U,)
+    pair_offsets: np.ndarray               # (U + 1,)
+    pair_index: np.ndarray                 # (n,) each pair's row in pairs.csv
+    image_ids: np.ndarray                  # (n,)
+    category_ids: np.ndarray               # (n,)
+    starts: np.ndarray                     # (n,) word span in input frames from the tensor's first covered frame
+    ends: np.ndarray
+    images: dict[int, tuple[ImageAnnotations, tuple[int, ...]]]
+    instances_path: str                    # named in an error about an image's masks
 
 
 @dataclass
 class ScoringPlan:
+    """The pairs, why some are excluded, and the chunks, as flat arrays: the scored pairs
+    sorted by (image, tensor row, pair), cut into utterances (runs of one tensor row) and
+    chunks of utterances."""
+
     pairs_path: str
     pairs: pd.DataFrame
     reason: np.ndarray                     # per pair: "" to score, else why it is excluded
     clipped: np.ndarray                    # per pair: its span reaches into the margin no tensor frame covers
-    job: ScoringJob
-    chunks: list[list[Unit]]
+    setup: ScoringSetup
+    instances: Instances
+    utt_ids: list[str]                     # per tensor row
+    needed: dict[int, tuple[int, ...]]     # image id -> categories its pairs ask for
+    rows: np.ndarray                       # per pair: its tensor row (-1: none)
+    image_ids: np.ndarray                  # per pair
+    category_ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    order: np.ndarray                      # the scored pairs, sorted by (image, tensor row, pair)
+    unit_offsets: np.ndarray               # utterance k: order[unit_offsets[k]:unit_offsets[k + 1]]
+    chunk_utterances: int
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_offsets) - 1
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_units // self.chunk_utterances)
+
+    def chunk_units(self, index: int) -> range:
+        first = index * self.chunk_utterances
+        return range(first, min(first + self.chunk_utterances, self.n_units))
+
+    def task(self, index: int) -> ChunkTask:
+        units = self.chunk_units(index)
+        offsets = self.unit_offsets[units.start: units.stop + 1]
+        pair_index = self.order[offsets[0]: offsets[-1]]
+        rows = self.rows[pair_index[offsets[:-1] - offsets[0]]]
+        image_ids = self.image_ids[pair_index]
+        images = {int(i): (self.instances.images[int(i)], self.needed[int(i)]) for i in np.unique(image_ids)}
+        return ChunkTask(
+            index=index, rows=rows, utt_ids=[self.utt_ids[r] for r in rows], pair_offsets=offsets - offsets[0],
+            pair_index=pair_index, image_ids=image_ids, category_ids=self.category_ids[pair_index],
+            starts=self.starts[pair_index], ends=self.ends[pair_index], images=images,
+            instances_path=self.instances.path,
+        )
+
+    def describe_chunk(self, index: int) -> str:
+        units = self.chunk_units(index)
+        first = self.utt_ids[self.rows[self.order[self.unit_offsets[units.start]]]]
+        last = self.utt_ids[self.rows[self.order[self.unit_offsets[units.stop - 1]]]]
+        return f"chunk {index + 1}/{self.n_chunks} ({len(units)} utterances, {first} .. {last})"
 
 
 def word_spans(pairs: pd.DataFrame, timing: TimeMapping, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -300,30 +363,49 @@ def _tensor_rows(info: TensorInfo, pairs: pd.DataFrame, reason: np.ndarray, on_m
     return rows
 
 
-def _chunks(rows: np.ndarray, image_ids: np.ndarray, ok: np.ndarray, info: TensorInfo, pairs_csv,
-            chunk_utterances: int) -> list[list[Unit]]:
-    """Utterances grouped by image (so an image's masks are built once), in chunks."""
-    by_utterance: dict[int, list[int]] = {}
-    for i in ok:
-        by_utterance.setdefault(int(rows[i]), []).append(int(i))
-    conflicting = [info.utt_ids[r] for r, p in by_utterance.items() if len(set(image_ids[p].tolist())) > 1]
-    if conflicting:
-        raise InputError(pairs_csv, f"{len(conflicting)} utterance(s) paired with more than one image, "
-                                    f"first: {conflicting[:5]}")
-    order = sorted(by_utterance, key=lambda r: (int(image_ids[by_utterance[r][0]]), r))
-    units = [(r, np.array(by_utterance[r], dtype=np.int64)) for r in order]
-    return [units[k:k + chunk_utterances] for k in range(0, len(units), chunk_utterances)]
+def _units(rows: np.ndarray, image_ids: np.ndarray, ok: np.ndarray, info: TensorInfo,
+           pairs_csv) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs to score sorted by (image, tensor row, pair), and where each utterance's
+    run starts: an image's utterances come together, so its masks are built once."""
+    by_row = ok[np.lexsort((image_ids[ok], rows[ok]))]
+    same_row = rows[by_row][1:] == rows[by_row][:-1]
+    conflict = same_row & (image_ids[by_row][1:] != image_ids[by_row][:-1])
+    if conflict.any():
+        bad_rows = np.unique(rows[by_row][1:][conflict])
+        first_pair = {int(r): int(i) for i, r in reversed(list(zip(ok, rows[ok])))}
+        bad_rows = sorted(bad_rows.tolist(), key=lambda r: first_pair[r])       # in pair order
+        raise InputError(pairs_csv, f"{len(bad_rows)} utterance(s) paired with more than one image, "
+                                    f"first: {[info.utt_ids[r] for r in bad_rows[:5]]}")
+    order = ok[np.lexsort((ok, rows[ok], image_ids[ok]))]
+    starts = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]]) if len(order) else np.zeros(0, int)
+    return order, np.r_[starts, len(order)].astype(np.int64)
 
 
-def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, instances_json: str | os.PathLike,
-                 settings: ScoreSettings, frames: FrameSettings, utt_ids: str | os.PathLike | None,
-                 frames_per_tensor_frame: float | None, on_missing: str, chunk_utterances: int) -> ScoringPlan:
-    """Read the inputs (all but the tensors' values), decide what is scored, cut it into chunks."""
+def inspect_scoring(*, tensors: str | os.PathLike, settings: ScoreSettings, frames: FrameSettings,
+                    utt_ids: str | os.PathLike | None, frames_per_tensor_frame: float | None
+                    ) -> tuple[TensorInfo, ScoringSetup]:
+    """The tensor file's shape, ids and time mapping (not its values), and the workers' setup."""
     info = inspect_tensors(tensors, utt_ids)
     timing = time_mapping(info, frames_per_tensor_frame=frames_per_tensor_frame, frames=frames, mode=settings.mode)
     if settings.mode == "reference" and settings.grid < max(info.shape[2], info.shape[3]):
         raise InputError("grid", f"reference grid {settings.grid} is smaller than the tensor's "
                                  f"{info.shape[2]} x {info.shape[3]} cells")
+    lean = replace(info, utt_ids=[], pad_frames=None, image_ids=None)
+    setup = ScoringSetup(info=lean, timing=timing, settings=settings,
+                         preloaded=load_mat(Path(info.path)) if info.format == "mat" else None)
+    return info, setup
+
+
+def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, instances_json: str | os.PathLike,
+                 settings: ScoreSettings, frames: FrameSettings, utt_ids: str | os.PathLike | None,
+                 frames_per_tensor_frame: float | None, on_missing: str, chunk_utterances: int,
+                 inspected: tuple[TensorInfo, ScoringSetup] | None = None) -> ScoringPlan:
+    """Read the inputs (all but the tensors' values), decide what is scored, cut it into chunks.
+
+    inspected: what `inspect_scoring` gave for these tensors, when already called."""
+    info, setup = inspected or inspect_scoring(tensors=tensors, settings=settings, frames=frames, utt_ids=utt_ids,
+                                               frames_per_tensor_frame=frames_per_tensor_frame)
+    timing = setup.timing
     pairs = read_pairs(pairs_csv, settings.mode)
     image_ids = pairs["image_id"].to_numpy(dtype=np.int64)
     instances = load_instances(instances_json, set(image_ids.tolist()), on_error=settings.on_error)
@@ -345,15 +427,12 @@ def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, in
 
     ok = np.flatnonzero(reason == "")
     needed: dict[int, set[int]] = {}
-    for i in ok:
-        needed.setdefault(int(image_ids[i]), set()).add(int(category_ids[i]))
-    job = ScoringJob(
-        info=info, timing=timing, settings=settings, instances=instances,
-        needed={k: tuple(sorted(v)) for k, v in needed.items()},
-        utt_ids=pairs["utt_id"].to_numpy(dtype=object), image_ids=image_ids, category_ids=category_ids,
-        starts=starts, ends=ends,
-        preloaded=load_mat(Path(info.path)) if info.format == "mat" else None,
+    for image_id, category_id in zip(image_ids[ok].tolist(), category_ids[ok].tolist()):
+        needed.setdefault(image_id, set()).add(category_id)
+    order, unit_offsets = _units(rows, image_ids, ok, info, pairs_csv)
+    return ScoringPlan(
+        pairs_path=str(pairs_csv), pairs=pairs, reason=reason, clipped=clipped, setup=setup, instances=instances,
+        utt_ids=info.utt_ids, needed={k: tuple(sorted(v)) for k, v in needed.items()}, rows=rows,
+        image_ids=image_ids, category_ids=category_ids, starts=starts, ends=ends, order=order,
+        unit_offsets=unit_offsets, chunk_utterances=max(1, int(chunk_utterances)),
     )
-    chunks = _chunks(rows, image_ids, ok, info, pairs_csv, chunk_utterances)
-    return ScoringPlan(pairs_path=str(pairs_csv), pairs=pairs, reason=reason, clipped=clipped, job=job,
-                       chunks=chunks)

@@ -1,11 +1,16 @@
 """Running the chunks: in this process, or in worker processes that fail loudly.
 
+The worker processes start (`WorkerPool`) as soon as the tensor file has been
+inspected, before the pairs and annotations are read: a forked worker then shares
+nothing that grows with the pairs, and each chunk reaches it as a `ChunkTask` with its
+own pairs and annotations. Under the spawn start method the setup is pickled once per
+worker.
+
 Each worker process gets its own pipe and one chunk at a time, so the parent always
 knows which chunk a worker holds. The parent waits on the pipes and on the processes'
 sentinels together: a worker that dies (a kill, the out-of-memory killer) stops the step
 at once with one line naming the chunk and the signal, instead of waiting forever for a
-result that will never come. The job reaches forked workers without pickling; under
-the spawn start method it is pickled once per worker.
+result that will never come.
 """
 
 from __future__ import annotations
@@ -18,14 +23,8 @@ from typing import Iterator
 
 from ..errors import InputError
 from ..runtime import progress_bar
-from .plan import ScoringJob, Unit
+from .plan import ScoringPlan, ScoringSetup
 from .worker import ChunkResult, WorkerState, single_thread_blas
-
-
-def describe_chunk(index: int, chunks: list[list[Unit]], job: ScoringJob) -> str:
-    chunk = chunks[index]
-    first, last = job.info.utt_ids[chunk[0][0]], job.info.utt_ids[chunk[-1][0]]
-    return f"chunk {index + 1}/{len(chunks)} ({len(chunk)} utterances, {first} .. {last})"
 
 
 def _exit_reason(exitcode: int | None) -> str:
@@ -36,19 +35,18 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
-def _worker_main(job: ScoringJob, conn: Connection) -> None:
-    """A worker's life: one WorkerState, then (index, chunk) in, (index, kind, payload) out."""
+def _worker_main(setup: ScoringSetup, conn: Connection) -> None:
+    """A worker's life: one WorkerState, then chunk tasks in, (index, kind, payload) out."""
     with single_thread_blas():
-        state = WorkerState(job)
+        state = WorkerState(setup)
         try:
-            while (message := conn.recv()) is not None:
-                index, chunk = message
+            while (task := conn.recv()) is not None:
                 try:
-                    conn.send((index, "result", state.score_chunk(chunk)))
+                    conn.send((task.index, "result", state.score_chunk(task)))
                 except InputError as err:
-                    conn.send((index, "input_error", (err.where, err.problem)))
+                    conn.send((task.index, "input_error", (err.where, err.problem)))
                 except Exception:                                   # noqa: BLE001 - reported by the parent
-                    conn.send((index, "error", traceback.format_exc()))
+                    conn.send((task.index, "error", traceback.format_exc()))
         finally:
             state.close()
 
@@ -61,54 +59,73 @@ def _unpack(index: int, kind: str, payload, describe) -> ChunkResult:
     raise RuntimeError(f"scoring {describe(index)} failed in a worker:\n{payload}")
 
 
-def run_chunks(job: ScoringJob, chunks: list[list[Unit]], workers: int) -> Iterator[tuple[int, ChunkResult]]:
-    """(chunk index, result) of every chunk, in the order they finish."""
-    if workers <= 1 or len(chunks) <= 1:
-        yield from _run_here(job, chunks)
-    else:
-        yield from _run_in_workers(job, chunks, min(workers, len(chunks)))
-
-
-def _run_here(job: ScoringJob, chunks: list[list[Unit]]) -> Iterator[tuple[int, ChunkResult]]:
-    state = WorkerState(job)
+def run_here(setup: ScoringSetup, plan: ScoringPlan) -> Iterator[tuple[int, ChunkResult]]:
+    """(chunk index, result) of every chunk, scored in this process, in order."""
+    state = WorkerState(setup)
     try:
-        with single_thread_blas(), progress_bar(total=len(chunks), desc="scoring", unit="chunk") as bar:
-            for index, chunk in enumerate(chunks):
-                yield index, state.score_chunk(chunk)
+        with single_thread_blas(), progress_bar(total=plan.n_chunks, desc="scoring", unit="chunk") as bar:
+            for index in range(plan.n_chunks):
+                yield index, state.score_chunk(plan.task(index))
                 bar.update(1)
     finally:
         state.close()
 
 
-def _run_in_workers(job: ScoringJob, chunks: list[list[Unit]], workers: int) -> Iterator[tuple[int, ChunkResult]]:
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    processes, conns, holding = [], [], {}        # holding: worker number -> chunk index it was given
-    try:
-        for _ in range(workers):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, args=(job, child_end), daemon=True)
-            process.start()
-            child_end.close()
-            processes.append(process)
-            conns.append(parent_end)
-        pending = iter(range(len(chunks)))
+class WorkerPool:
+    """`workers` scoring processes, started now and ended by close() (or the with block)."""
+
+    def __init__(self, setup: ScoringSetup, workers: int):
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self.processes, self.conns = [], []
+        try:
+            for _ in range(workers):
+                parent_end, child_end = context.Pipe()
+                process = context.Process(target=_worker_main, args=(setup, child_end), daemon=True)
+                process.start()
+                child_end.close()
+                self.processes.append(process)
+                self.conns.append(parent_end)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+        self.conns, self.processes = [], []
+
+    def run(self, plan: ScoringPlan) -> Iterator[tuple[int, ChunkResult]]:
+        """(chunk index, result) of every chunk of the plan, in the order they finish."""
+        conns, processes = self.conns, self.processes
+        pending = iter(range(plan.n_chunks))
+        holding: dict[int, int] = {}              # worker number -> chunk index it was given
 
         def hand_out(worker: int) -> None:
             index = next(pending, None)
             if index is not None:
                 holding[worker] = index
             try:
-                conns[worker].send(None if index is None else (index, chunks[index]))
+                conns[worker].send(None if index is None else plan.task(index))
             except OSError:                       # the worker died between two chunks
                 processes[worker].join(timeout=5)
                 if index is None:
                     return
-                raise _died(worker, processes[worker], index, chunks, job) from None
+                raise _died(worker, processes[worker], index, plan) from None
 
-        for worker in range(workers):
+        for worker in range(len(processes)):
             hand_out(worker)
-        with progress_bar(total=len(chunks), desc="scoring", unit="chunk") as bar:
+        with progress_bar(total=plan.n_chunks, desc="scoring", unit="chunk") as bar:
             while holding:
                 busy = list(holding)
                 ready = wait([conns[w] for w in busy] + [processes[w].sentinel for w in busy])
@@ -119,25 +136,18 @@ def _run_in_workers(job: ScoringJob, chunks: list[list[Unit]], workers: int) -> 
                             index, kind, payload = conn.recv()
                         except EOFError:                 # the worker closed its end as it died
                             process.join(timeout=5)
-                            raise _died(worker, process, holding[worker], chunks, job) from None
+                            raise _died(worker, process, holding[worker], plan) from None
                         del holding[worker]
-                        result = _unpack(index, kind, payload, lambda i: describe_chunk(i, chunks, job))
+                        result = _unpack(index, kind, payload, plan.describe_chunk)
                         hand_out(worker)
                         bar.update(1)
                         yield index, result
                     elif process.sentinel in ready:
                         process.join(timeout=5)
-                        raise _died(worker, process, holding[worker], chunks, job)
-    finally:
-        for conn in conns:
-            conn.close()
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join(timeout=10)
+                        raise _died(worker, process, holding[worker], plan)
 
 
-def _died(worker: int, process, index: int, chunks: list[list[Unit]], job: ScoringJob) -> InputError:
+def _died(worker: int, process, index: int, plan: ScoringPlan) -> InputError:
     return InputError(None, f"scoring worker {worker + 1} (pid {process.pid}) died while scoring "
-                            f"{describe_chunk(index, chunks, job)}: {_exit_reason(process.exitcode)}; "
+                            f"{plan.describe_chunk(index)}: {_exit_reason(process.exitcode)}; "
                             "nothing was written")

@@ -15,6 +15,11 @@ Three steps: planning (`vgsalign.scores.plan`: what is scored, in which chunks),
 processes, exact at the tensor's native resolution) and writing (`vgsalign.scores.outputs`:
 the folder replaced as a whole). Every number depends only on its own utterance, so the
 results do not depend on the number of processes.
+
+Memory: the worker processes start before the pairs are read and hold one chunk at a
+time; this process keeps the pairs table, a row of numbers per scored pair and the
+confusion rows (numeric arrays, no Python object per pair), and writes pair_scores.csv
+a block of rows at a time.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from ..runtime import usable_cpus
 from ..settings import settings_from_json
 from .alignment import NORMALIZATIONS, SCORE_NAMES, SOFTMAX_CHOICES
 from .instances import ON_ERROR_CHOICES
-from .outputs import Scored, build_summary, build_tables, count_reasons, write_run
-from .plan import MODES, RANDOM_BASELINES, FrameSettings, ScoreSettings, ScoringPlan, plan_scoring
-from .pool import run_chunks
+from .outputs import Scored, build_summary, build_tables, count_reasons, scored_frame, write_run
+from .plan import (MODES, RANDOM_BASELINES, FrameSettings, ScoreSettings, ScoringPlan, inspect_scoring,
+                   plan_scoring)
+from .pool import WorkerPool, run_here
 from .worker import VALUE_COLUMNS
 
 
@@ -50,15 +56,15 @@ def _read_retrieval(path) -> dict | None:
         raise InputError(path, f"not valid JSON ({err})") from None
 
 
-def score_plan(plan: ScoringPlan, threads: int) -> Scored:
-    """Run every chunk and merge the results."""
+def score_plan(plan: ScoringPlan, pool: WorkerPool | None) -> Scored:
+    """Run every chunk (over the pool's workers, or here without one) and merge the results."""
     n_pairs = len(plan.pairs)
     values = np.full((n_pairs, len(VALUE_COLUMNS)), np.nan)
     reason = plan.reason.copy()
     conf = []
     # merged as they arrive (nothing held twice); the confusion rows are sorted by pair
     # when written, so the order chunks finish in changes no output
-    for _, result in run_chunks(plan.job, plan.chunks, threads):
+    for _, result in (run_here(plan.setup, plan) if pool is None else pool.run(plan)):
         values[result.pair_index] = result.values
         status = np.array(result.status, dtype=object)
         reason[result.pair_index] = np.where(status == "", reason[result.pair_index], status)
@@ -75,6 +81,12 @@ def score_plan(plan: ScoringPlan, threads: int) -> Scored:
     )
 
 
+def worker_count(threads: int, n_tensors: int, chunk_utterances: int) -> int:
+    """Worker processes to start before the chunks are known: at most one per chunk the
+    tensor file could give (1: score in this process)."""
+    return max(1, min(threads, -(-n_tensors // max(1, chunk_utterances))))
+
+
 def run_scores(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, instances_json: str | os.PathLike,
                out_dir: str | os.PathLike, settings: ScoreSettings, frames: FrameSettings | None = None,
                utt_ids: str | os.PathLike | None = None, frames_per_tensor_frame: float | None = None,
@@ -88,21 +100,32 @@ def run_scores(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, inst
     threads = threads if threads is not None else workers
     threads = usable_cpus() if threads is None else max(1, int(threads))
     retrieval_figures = _read_retrieval(retrieval)
-    plan = plan_scoring(tensors=tensors, pairs_csv=pairs_csv, instances_json=instances_json, settings=settings,
-                        frames=frames or FrameSettings(hop_s=None, max=None), utt_ids=utt_ids,
-                        frames_per_tensor_frame=frames_per_tensor_frame, on_missing=on_missing,
-                        chunk_utterances=chunk_utterances)
-    if plan.job.instances.skipped:
-        print(f"vgsalign score-pairs: warning: {sum(plan.job.instances.skipped.values())} annotation(s) of "
-              f"{instances_json} left out (on_error skip): {plan.job.instances.skipped}; first: "
-              f"{plan.job.instances.skipped_examples[0]}", flush=True)
-    scored = score_plan(plan, threads)
-    tables = build_tables(plan, scored)
+    frames = frames or FrameSettings(hop_s=None, max=None)
+    inspected = inspect_scoring(tensors=tensors, settings=settings, frames=frames, utt_ids=utt_ids,
+                                frames_per_tensor_frame=frames_per_tensor_frame)
+    n_workers = worker_count(threads, inspected[0].shape[0], chunk_utterances)
+    # started before the pairs and annotations are read, so that no worker holds them
+    pool = WorkerPool(inspected[1], n_workers) if n_workers > 1 else None
+    try:
+        plan = plan_scoring(tensors=tensors, pairs_csv=pairs_csv, instances_json=instances_json, settings=settings,
+                            frames=frames, utt_ids=utt_ids, frames_per_tensor_frame=frames_per_tensor_frame,
+                            on_missing=on_missing, chunk_utterances=chunk_utterances, inspected=inspected)
+        del inspected
+        if plan.instances.skipped:
+            print(f"vgsalign score-pairs: warning: {sum(plan.instances.skipped.values())} annotation(s) of "
+                  f"{instances_json} left out (on_error skip): {plan.instances.skipped}; first: "
+                  f"{plan.instances.skipped_examples[0]}", flush=True)
+        scored = score_plan(plan, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+    frame = scored_frame(plan, scored)
+    tables = build_tables(plan, scored, frame)
     inputs = {"tensors": str(tensors), "pairs": str(pairs_csv), "instances": str(instances_json),
               "retrieval": None if retrieval is None else str(retrieval), "utt_ids": utt_ids and str(utt_ids)}
-    summary = build_summary(plan=plan, scored=scored, pair_table=tables["pair_scores.csv"], inputs=inputs,
+    summary = build_summary(plan=plan, scored=scored, frame=frame, inputs=inputs,
                             retrieval_figures=retrieval_figures, workers=threads, started=started)
-    write_run(out_dir, tables, summary)
+    write_run(out_dir, plan, scored, frame, tables, summary)
     return summary
 
 

@@ -1,9 +1,10 @@
 """Scoring one chunk of utterances: read their tensors, build their images' regions, score.
 
-A `WorkerState` holds what a process needs between chunks: the job (pairs, annotations,
-settings), its open tensor reader and its cache of image regions. Each worker process
-makes one when it starts (`vgsalign.scores.pool`); a run without workers makes one in
-its own process. Every number depends only on its own utterance (the random baselines
+A `WorkerState` holds what a process needs between chunks: the setup (tensor file,
+time mapping, settings), its open tensor reader and its cache of image regions. Each
+worker process makes one when it starts (`vgsalign.scores.pool`); a run without workers
+makes one in its own process. A chunk arrives as a `ChunkTask` carrying its own pairs
+and its images' annotations, so a worker holds one chunk's pairs at a time. Every number depends only on its own utterance (the random baselines
 are seeded from (seed, utt_id)), so results do not depend on how the work is split.
 """
 
@@ -22,7 +23,7 @@ from .alignment import (
 )
 from .instances import category_mask
 from .masks import ImageRegions, RegionCache, reference_mask
-from .plan import ScoringJob, Unit
+from .plan import ChunkTask, ScoringSetup
 from .tensor_io import TensorReader
 
 # per-pair numbers a worker returns, in this column order
@@ -65,85 +66,90 @@ def original_random_tensor(seed: int, utt_id: str, n_input_frames: int, grid: in
 
 
 class WorkerState:
-    """One process's job, tensor reader and region cache."""
+    """One process's setup, tensor reader and region cache."""
 
-    def __init__(self, job: ScoringJob):
-        self.job = job
-        self.reader = TensorReader(job.info, preloaded=job.preloaded)
-        _, _, height, width = job.info.shape
-        settings = job.settings
-        self.regions = RegionCache(job.instances, settings.mode, height, width, settings.grid,
-                                   settings.mask_threshold, job.needed)
+    def __init__(self, setup: ScoringSetup):
+        self.setup = setup
+        self.reader = TensorReader(setup.info, preloaded=setup.preloaded)
+        _, _, height, width = setup.info.shape
+        settings = setup.settings
+        self.regions = RegionCache(settings.mode, height, width, settings.grid, settings.mask_threshold)
 
     def close(self) -> None:
         self.reader.close()
 
-    def _word_weights(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        job, t = self.job, self.job.timing
-        if job.settings.mode == "reference":
+    def _word_weights(self, task: ChunkTask, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = self.setup.timing
+        if self.setup.settings.mode == "reference":
             bounds = reference_frame_bounds(t.n_tensor_frames, int(t.n_input_frames))
-            return reference_word_weights(job.starts[pairs], job.ends[pairs], bounds), reference_frame_totals(bounds)
-        return (exact_word_weights(job.starts[pairs], job.ends[pairs], t.n_tensor_frames, t.input_frames_per_frame),
+            return (reference_word_weights(task.starts[pairs], task.ends[pairs], bounds),
+                    reference_frame_totals(bounds))
+        return (exact_word_weights(task.starts[pairs], task.ends[pairs], t.n_tensor_frames, t.input_frames_per_frame),
                 exact_frame_totals(t.n_tensor_frames, t.input_frames_per_frame))
 
-    def _tensors(self, rows: np.ndarray) -> np.ndarray:
+    def _tensors(self, task: ChunkTask) -> np.ndarray:
         """(n, T, P) tensors of the chunk's rows, in the chunk's order; NaN/inf is an error."""
-        info = self.job.info
+        info, rows = self.setup.info, task.rows
         order = np.argsort(rows, kind="stable")
         tensors = np.empty((len(rows),) + info.shape[1:])
         tensors[order] = self.reader.read(rows[order])
         tensors = tensors.reshape(len(rows), info.shape[1], -1)
         finite = np.isfinite(tensors).all(axis=(1, 2))
         if not finite.all():
-            bad = [info.utt_ids[r] for r in rows[~finite]]
+            bad = [task.utt_ids[u] for u in np.flatnonzero(~finite)]
             raise InputError(info.path, f"tensor(s) with NaN or inf values, utterance(s) {bad[:5]}")
         return tensors
 
-    def _image_regions(self, image_id: int) -> ImageRegions:
+    def _image_regions(self, task: ChunkTask, image_id: int) -> ImageRegions:
+        image, categories = task.images[image_id]
         try:
-            return self.regions.get(image_id)
+            return self.regions.get(image, categories)
         except (ValueError, TypeError, IndexError) as err:   # a segmentation pycocotools cannot draw
-            raise InputError(self.job.instances.path,
+            raise InputError(task.instances_path,
                              f"image {image_id}: cannot build its masks ({type(err).__name__}: {err})") from None
 
-    def score_chunk(self, chunk: list[Unit]) -> ChunkResult:
-        job = self.job
-        rows = np.array([row for row, _ in chunk], dtype=np.int64)
-        tensors = self._tensors(rows)
+    def score_chunk(self, task: ChunkTask) -> ChunkResult:
+        settings = self.setup.settings
+        tensors = self._tensors(task)
         # softmaxes of the whole chunk at once (the same numbers as one utterance at a time)
-        prepared = prepare_tensor(tensors, job.settings.softmax)
+        prepared = prepare_tensor(tensors, settings.softmax)
         random_prepared = None
-        if job.settings.random_baseline == "native":
-            randoms = np.stack([random_tensor(job.settings.seed, job.info.utt_ids[r], tensors.shape[1:])
-                                for r in rows])
-            random_prepared = prepare_tensor(randoms, job.settings.softmax)
+        if settings.random_baseline == "native":
+            randoms = np.stack([random_tensor(settings.seed, utt_id, tensors.shape[1:]) for utt_id in task.utt_ids])
+            random_prepared = prepare_tensor(randoms, settings.softmax)
 
         parts = []
-        image_of_unit = np.array([int(job.image_ids[pairs[0]]) for _, pairs in chunk])
+        offsets = task.pair_offsets
+        image_of_unit = task.image_ids[offsets[:-1]]
         # the chunk's utterances grouped by image (they arrive sorted by image): one batch each
         starts = np.flatnonzero(np.r_[True, image_of_unit[1:] != image_of_unit[:-1]])
-        for first, stop in zip(starts, np.r_[starts[1:], len(chunk)]):
+        for first, stop in zip(starts, np.r_[starts[1:], len(image_of_unit)]):
             units = np.arange(first, stop)
-            pairs = np.concatenate([chunk[k][1] for k in units])
-            pair_utterance = np.concatenate([np.full(len(chunk[k][1]), i) for i, k in enumerate(units)])
-            image_id = int(image_of_unit[first])
+            pairs = np.arange(offsets[first], offsets[stop])          # the chunk's own pair positions
+            pair_utterance = np.repeat(np.arange(len(units)), np.diff(offsets[first: stop + 1]))
             parts.append(self.score_image(
-                prepared=prepared.item(units),
+                task=task, prepared=prepared.item(units),
                 random_prepared=None if random_prepared is None else random_prepared.item(units),
-                rows=rows[units], pairs=pairs, pair_utterance=pair_utterance, image_id=image_id,
+                units=units, pairs=pairs, pair_utterance=pair_utterance, image_id=int(image_of_unit[first]),
             ))
-        return _concatenate(parts)
+        result = _concatenate(parts)
+        # from the chunk's pair positions to the pairs' rows in pairs.csv
+        result.pair_index = task.pair_index[result.pair_index]
+        result.conf_pair = task.pair_index[result.conf_pair]
+        return result
 
-    def score_image(self, *, prepared: PreparedTensor, random_prepared: PreparedTensor | None, rows: np.ndarray,
-                    pairs: np.ndarray, pair_utterance: np.ndarray, image_id: int) -> ChunkResult:
+    def score_image(self, *, task: ChunkTask, prepared: PreparedTensor, random_prepared: PreparedTensor | None,
+                    units: np.ndarray, pairs: np.ndarray, pair_utterance: np.ndarray, image_id: int) -> ChunkResult:
         """Scores of the pairs of one image's utterances, and their confusions.
 
         `prepared` holds S and Q of the U utterance tensors (U, T, P), `random_prepared`
         those of their random tensors (None: the original's random baseline instead);
-        pair_utterance (n_pairs,) names each pair's utterance among the U.
+        units (U,) are the utterances' positions in the chunk, pairs (n_pairs,) the
+        pairs' positions in it, and pair_utterance (n_pairs,) names each pair's
+        utterance among the U.
         """
-        job, regions = self.job, self._image_regions(image_id)
-        categories = job.category_ids[pairs]
+        settings, regions = self.setup.settings, self._image_regions(task, image_id)
+        categories = task.category_ids[pairs]
         vanished = np.array([regions.vanished(c) for c in categories], dtype=bool)
         status = ["mask_vanishes" if v else "" for v in vanished]
         values = np.full((len(pairs), len(VALUE_COLUMNS)), np.nan)
@@ -151,14 +157,14 @@ class WorkerState:
         if not len(keep):
             return ChunkResult(pairs, status, values, *_no_confusions())
         kept_pairs, kept_categories, kept_utterance = pairs[keep], categories[keep], pair_utterance[keep]
-        word_weights, frame_totals = self._word_weights(kept_pairs)
+        word_weights, frame_totals = self._word_weights(task, kept_pairs)
         own = np.array([regions.own_column(c) for c in kept_categories])
-        norm = job.settings.as_word_normalization
+        norm = settings.as_word_normalization
 
         scores = score_regions(prepared, word_weights, frame_totals, regions.weights, regions.cell_totals, norm,
                                word_utterance=kept_utterance)
         if random_prepared is None:
-            random_scores = self._original_random_scores(rows, kept_pairs, kept_utterance, image_id)
+            random_scores = self._original_random_scores(task, units, kept_pairs, kept_utterance, image_id)
         else:
             own_columns, own_index = np.unique(own, return_inverse=True)
             by_region = score_regions(random_prepared, word_weights, frame_totals, regions.weights[:, own_columns],
@@ -177,27 +183,27 @@ class WorkerState:
                                 + [mask_share, duration_share, zero_attention.astype(np.float64)], axis=1)
         return ChunkResult(pairs, status, values, *_confusions(regions, scores, kept_pairs, kept_categories))
 
-    def _original_random_scores(self, rows: np.ndarray, pairs: np.ndarray, pair_utterance: np.ndarray,
-                                image_id: int) -> dict[str, np.ndarray]:
+    def _original_random_scores(self, task: ChunkTask, units: np.ndarray, pairs: np.ndarray,
+                                pair_utterance: np.ndarray, image_id: int) -> dict[str, np.ndarray]:
         """The original's random baseline: a uniform [0, 1) tensor at L input frames x grid x
         grid pixels (512 x 224 x 224 by default), scored without softmax against the pair's
         mask at grid x grid. One utterance at a time: its tensor is L x grid^2 doubles."""
-        job = self.job
-        grid, length = job.settings.grid, int(job.timing.n_input_frames)
-        image = job.instances.images[image_id]
-        masks = {c: reference_mask(category_mask(image, c), grid, job.settings.mask_threshold).ravel()
-                 for c in np.unique(job.category_ids[pairs])}
+        settings = self.setup.settings
+        grid, length = settings.grid, int(self.setup.timing.n_input_frames)
+        image = task.images[image_id][0]
+        masks = {c: reference_mask(category_mask(image, c), grid, settings.mask_threshold).ravel()
+                 for c in np.unique(task.category_ids[pairs])}
         out = {s: np.zeros(len(pairs)) for s in SCORE_NAMES}
         frames = np.arange(length)
         for u in np.unique(pair_utterance):
             members = np.flatnonzero(pair_utterance == u)
-            utt_id = job.info.utt_ids[int(rows[u])]
-            fine = original_random_tensor(job.settings.seed, utt_id, length, grid)
-            word = ((frames >= job.starts[pairs[members], None]) & (frames < job.ends[pairs[members], None]))
-            regions = np.stack([masks[c] for c in job.category_ids[pairs[members]]], axis=1).astype(np.float64)
+            utt_id = task.utt_ids[int(units[u])]
+            fine = original_random_tensor(settings.seed, utt_id, length, grid)
+            word = ((frames >= task.starts[pairs[members], None]) & (frames < task.ends[pairs[members], None]))
+            regions = np.stack([masks[c] for c in task.category_ids[pairs[members]]], axis=1).astype(np.float64)
             # no softmax: S = Q = the tensor itself (uniform [0, 1) needs no clipping)
             got = score_regions(PreparedTensor(fine, fine, fine, fine), word.astype(np.float64), np.ones(length),
-                                regions, np.ones(grid * grid), job.settings.as_word_normalization)
+                                regions, np.ones(grid * grid), settings.as_word_normalization)
             for s in SCORE_NAMES:
                 out[s][members] = got[s][np.arange(len(members)), np.arange(len(members))]
         return out
