@@ -2,6 +2,7 @@
 per stage, extrapolated to the full SPEECH-COCO.
 
     python benchmarks/scale_rehearsal.py [--base 5000] [--scales 1 4 16] [--work DIR]
+                                         [--copy-features-above N] [--json FILE]
 
 The corpus is made in minutes, without speech synthesis: a small pool of demo captions is
 synthesised once (the real demo generator), then each size gets real-format SPEECH-COCO
@@ -18,6 +19,20 @@ number of captions from the three sizes (a least-squares line); memory is printe
 measured, with its growth from the smallest to the largest size, since the stages are
 meant to hold a bounded amount (a shard, a batch) whatever the corpus size. The
 extrapolation is approximate and says so.
+
+--copy-features-above N (off by default: every stage runs at every size). Above N
+training captions the audio and visual feature jobs are not run: every wav and jpg of a
+rehearsal corpus is a hard link to a pool file, so its features are exactly those of
+the pool original, and the shards are written from the features the real feature step
+computed at the smallest size (looked up by the file's inode), row by row in the order
+the feature step uses (its shard plans, images.csv and captions.csv, do run), with the
+real shard writer (`vgsalign.features.shard_writer.write_shard`) and the attributes the
+feature step wrote into that size's shards (split, shard index, shard count and item
+count set for the new shard). Snakemake is then told they are up to date with
+`snakemake --touch` on the shard files, a dry run checks that no feature job would run,
+and everything downstream runs for real through the workflow. The table marks those
+cells "copied, not measured", and the features' time and memory are judged only on the
+sizes where they ran.
 """
 
 from __future__ import annotations
@@ -33,6 +48,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import h5py
+import numpy as np
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +144,126 @@ def make_split(pool: Path, corpus: Path, split: str, n_captions: int, id_base: i
         {**instances, "images": out_images, "annotations": out_annotations}))
 
 
+
+# ---------------------------------------------------------------- copied feature shards
+
+
+def snakemake_command(workdir: Path, config: Path, cores: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(ROOT / "config.yaml"), str(config), "--cores", str(cores), *extra]
+
+
+def inode(path: Path) -> int:
+    return os.stat(path).st_ino
+
+
+def pool_features(results: Path, coco_root: Path) -> dict[str, dict]:
+    """The real shards of a size whose feature jobs ran, by the inode of the file each
+    row came from: {'audio': {inode: row}, 'visual': {inode: row}, 'attrs': ...}."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from vgsalign.corpus.coco import image_folder
+
+    found: dict[str, dict] = {"audio": {}, "visual": {}, "attrs": {}}
+    for split_dir in sorted((results / "features/index").iterdir()):
+        split = split_dir.name
+        captions = pd.read_csv(split_dir / "captions.csv", dtype={"utt_id": str, "wav": str})
+        wav_of = dict(zip(captions["utt_id"], captions["wav"]))
+        images = pd.read_csv(split_dir / "images.csv", dtype={"file_name": str})
+        file_of = dict(zip(images["image_id"], images["file_name"]))
+        folder = image_folder(coco_root, split)
+        for shard in sorted((results / "features/audio" / split).glob("shard_*.h5")):
+            with h5py.File(shard, "r") as h5:
+                found["attrs"][("audio", split)] = dict(h5.attrs)
+                if h5.attrs["n_rejected"] or h5.attrs["n_silent"]:
+                    sys.exit(f"scale_rehearsal: {shard} has rejected or silent captions; copying needs clean pool files")
+                for k, utt_id in enumerate(h5["utt_id"][()].astype(str)):
+                    found["audio"].setdefault(inode(Path(wav_of[utt_id])), (
+                        h5["logmel"][k], int(h5["n_frames"][k]), int(h5["pad_frames"][k])))
+        for shard in sorted((results / "features/visual" / split).glob("shard_*.h5")):
+            with h5py.File(shard, "r") as h5:
+                found["attrs"][("visual", split)] = dict(h5.attrs)
+                if h5.attrs["n_rejected"]:
+                    sys.exit(f"scale_rehearsal: {shard} has rejected images; copying needs clean pool files")
+                for k, image_id in enumerate(h5["image_id"][()]):
+                    found["visual"].setdefault(inode(folder / file_of[int(image_id)]), (
+                        h5["features"][k], int(h5["width"][k]), int(h5["height"][k])))
+    return found
+
+
+# attributes write_shard sets itself
+WRITER_ATTRS = {"n_rejected", "integrity", "compression", "vgsalign_version"}
+
+
+def shard_attrs(reference: dict, split: str, shard: int, n_shards: int, n_items: int) -> dict:
+    attrs = {k: v for k, v in reference.items() if k not in WRITER_ATTRS}
+    attrs.update(split=split, shard_index=shard, n_shards=n_shards, n_items=n_items)
+    return attrs
+
+
+def write_copied_shards(results: Path, coco_root: Path, found: dict) -> tuple[list[Path], int]:
+    """Every audio and visual shard of a size, from the pool's features; (paths, rows)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from vgsalign.corpus.coco import image_folder
+    from vgsalign.features.shard_writer import write_shard
+
+    written, rows = [], 0
+    for split_dir in sorted((results / "features/index").iterdir()):
+        split = split_dir.name
+        captions = pd.read_csv(split_dir / "captions.csv", dtype={"utt_id": str, "wav": str})
+        images = pd.read_csv(split_dir / "images.csv", dtype={"file_name": str})
+        n_shards = int(images["shard"].max()) + 1
+        folder = image_folder(coco_root, split)
+        audio_ref, visual_ref = found["attrs"][("audio", split)], found["attrs"][("visual", split)]
+        captioned = set(captions["image_id"].tolist())
+        for shard in range(n_shards):
+            # audio: the shard's captions in captions.csv order, as features-audio writes them
+            part = captions[captions["shard"] == shard]
+            source = [found["audio"][inode(Path(w))] for w in part["wav"]]
+            path = results / "features/audio" / split / f"shard_{shard:05d}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_shard(path, {
+                "utt_id": part["utt_id"].to_numpy(dtype=object), "image_id": part["image_id"].to_numpy(dtype=np.int64),
+                "logmel": np.stack([r[0] for r in source]), "n_frames": np.array([r[1] for r in source], np.int32),
+                "pad_frames": np.array([r[2] for r in source], np.int32),
+            }, shard_attrs(audio_ref, split, shard, n_shards, len(part)), [],
+                compression=str(audio_ref["compression"]))
+            written.append(path)
+            # visual: the shard's captioned images in images.csv order, as features-visual writes them
+            part = images[(images["shard"] == shard) & images["image_id"].isin(captioned)]
+            source = [found["visual"][inode(folder / f)] for f in part["file_name"]]
+            path = results / "features/visual" / split / f"shard_{shard:05d}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_shard(path, {
+                "image_id": part["image_id"].to_numpy(dtype=np.int64), "features": np.stack([r[0] for r in source]),
+                "width": np.array([r[1] for r in source], np.int32),
+                "height": np.array([r[2] for r in source], np.int32),
+            }, shard_attrs(visual_ref, split, shard, n_shards, len(part)), [],
+                compression=str(visual_ref["compression"]))
+            written.append(path)
+            rows += len(part)
+    return written, rows
+
+
+def copy_features(workdir: Path, config: Path, cores: int, results: Path, coco_root: Path, found: dict,
+                  log_dir: Path) -> float:
+    """Shard plans for real, shards copied, Snakemake told they are current; seconds spent."""
+    start = time.monotonic()
+    indexes = [str(results.relative_to(workdir) / "features/index" / split / name)
+               for split in ("train2014", "val2014") for name in ("images.csv", "captions.csv")]
+    run(snakemake_command(workdir, config, cores, *indexes), log_dir / "snakemake_index.log")
+    shards, _ = write_copied_shards(results, coco_root, found)
+    relative = [str(p.relative_to(workdir)) for p in shards]
+    run(snakemake_command(workdir, config, cores, "--touch", *relative), log_dir / "snakemake_touch.log")
+    # the feature jobs must not run again: a dry run of the scores lists every job it would run
+    dry = subprocess.run(snakemake_command(workdir, config, cores, "-n", "scores"), capture_output=True, text=True)
+    (log_dir / "snakemake_dry_run.log").write_text(dry.stdout + dry.stderr)
+    planned = [line.split()[0] for line in (dry.stdout + dry.stderr).splitlines()
+               if line.startswith(("features_audio ", "features_visual ", "rule features_audio", "rule features_visual"))]
+    if dry.returncode or planned:
+        sys.exit(f"scale_rehearsal: after copying the shards Snakemake would still run {planned or dry.stderr[-500:]}")
+    return time.monotonic() - start
+
+
 def overlay(name: str, corpus: Path) -> dict:
     """The rehearsal's settings over config.yaml: the real SPEECH-COCO reader, a small
     model for one epoch (training time is a GPU matter; this measures the data path)."""
@@ -170,18 +308,30 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return mean_y - slope * mean_x, slope
 
 
+COPIED = "copied, not measured"
+FEATURE_RULES = ("features_audio", "features_visual")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=int, default=5000, help="training-split captions at 1x")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--work", type=Path, default=Path("/tmp/vgsalign-rehearsal"))
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--copy-features-above", type=int, default=None, metavar="N",
+                        help="above N training captions, write the feature shards from the pool's features "
+                             "instead of running the feature jobs (default: run them at every size)")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args()
+    scales = sorted(args.scales)
+    if args.copy_features_above is not None and args.base * scales[0] > args.copy_features_above:
+        parser.error("--copy-features-above: the smallest size must run the feature jobs (its shards are copied)")
 
     pool = make_pool(args.work, args.cores)
     measured: dict[int, dict[str, dict[str, float]]] = {}
-    for scale in args.scales:
+    copied: dict[int, float] = {}            # size -> seconds spent writing its shards
+    found = None
+    for scale in scales:
         n_train = args.base * scale
         name = f"rehearsal_{n_train}"
         corpus = args.work / "corpora" / name
@@ -193,39 +343,58 @@ def main() -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "rehearsal.yaml"
         config.write_text(yaml.safe_dump(overlay(name, corpus)))
+        results = workdir / "results" / name
+        if args.copy_features_above is not None and n_train > args.copy_features_above:
+            print(f"{scale}x: writing the feature shards from the pool's features ...", flush=True)
+            copied[n_train] = copy_features(workdir, config, args.cores, results, corpus / "coco", found, workdir)
+            print(f"{scale}x: shards written and touched in {copied[n_train]:.0f} s", flush=True)
         print(f"{scale}x: {n_train} + {n_train // 2} captions, running `snakemake scores` ...", flush=True)
-        wall = run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                    "--configfile", str(ROOT / "config.yaml"), str(config), "--cores", str(args.cores),
-                    "scores"], workdir / "snakemake.log")
-        measured[n_train] = read_benchmarks(workdir / "results" / name)
+        wall = run(snakemake_command(workdir, config, args.cores, "scores"), workdir / "snakemake.log")
+        measured[n_train] = read_benchmarks(results)
+        if found is None and args.copy_features_above is not None:
+            found = pool_features(results, corpus / "coco")
         print(f"{scale}x: done in {wall:.0f} s", flush=True)
 
     sizes = sorted(measured)
     full_train = FULL["train2014"]
     print(f"\nScale rehearsal on {args.cores} cores (training-split captions; the test split has half as many)")
-    header = ["stage"] + [f"{n} cap: s / MB" for n in sizes] + ["RSS growth", f"full SPEECH-COCO: s (extrapolated)"]
+    if copied:
+        print(f"feature shards at {', '.join(map(str, sorted(copied)))} captions: {COPIED} (written from the "
+              f"features of the {sizes[0]}-caption run, whose files they link to)")
+    header = ["stage"] + [f"{n} cap: s / MB" for n in sizes] + ["RSS growth", "full SPEECH-COCO: s (extrapolated)"]
     print(" | ".join(header))
     rows = []
     for rule in RULE_ORDER:
-        if not all(rule in measured[n] for n in sizes):
+        ran = [n for n in sizes if rule in measured[n]]
+        if not ran or any(n not in ran and not (rule in FEATURE_RULES and n in copied) for n in sizes):
             continue
-        secs = [measured[n][rule]["s"] for n in sizes]
-        rss = [measured[n][rule]["max_rss"] for n in sizes]
-        intercept, slope = fit_line([float(n) for n in sizes], secs)
+        secs = [measured[n][rule]["s"] for n in ran]
+        rss = [measured[n][rule]["max_rss"] for n in ran]
+        if len(ran) > 1:
+            intercept, slope = fit_line([float(n) for n in ran], secs)
+        elif rule in FEATURE_RULES:        # one measured size: time proportional to the captions
+            intercept, slope = 0.0, secs[0] / ran[0]
+        else:
+            intercept, slope = secs[0], 0.0
         # a step whose time does not grow with the corpus (resources, fixed-size shards
         # run one after another here) keeps its largest measured time
         full_s = intercept + slope * full_train if slope > 0 else max(secs)
-        growth = rss[-1] / rss[0] if rss[0] else float("nan")
-        rows.append({"stage": rule, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
-                     "full_seconds_extrapolated": full_s, "jobs": [measured[n][rule]["jobs"] for n in sizes]})
-        cells = [f"{s:.1f} / {m:.0f}" for s, m in zip(secs, rss)]
-        print(" | ".join([rule, *cells, f"{growth:.2f}x", f"{full_s:.0f}"]))
+        growth = rss[-1] / rss[0] if rss[0] and len(ran) > 1 else float("nan")
+        rows.append({"stage": rule, "sizes": ran, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
+                     "rss_growth_sizes": [ran[0], ran[-1]], "copied_sizes": [n for n in sizes if n not in ran],
+                     "full_seconds_extrapolated": full_s, "jobs": [measured[n][rule]["jobs"] for n in ran]})
+        cells = [f"{measured[n][rule]['s']:.1f} / {measured[n][rule]['max_rss']:.0f}" if n in ran else COPIED
+                 for n in sizes]
+        growth_text = f"{growth:.2f}x ({ran[0]}-{ran[-1]})" if len(ran) > 1 else "one size measured"
+        print(" | ".join([rule, *cells, growth_text, f"{full_s:.0f}"]))
     total_full = sum(max(0.0, r["full_seconds_extrapolated"]) for r in rows)
     print(f"\nfull SPEECH-COCO on this machine, all stages one after another: about {total_full / 3600:.1f} h "
-          f"(linear extrapolation from {sizes[0]}-{sizes[-1]} captions; approximate; training is one epoch of "
-          f"a small model on CPU here, a GPU matter at full size)")
+          f"(linear extrapolation from {sizes[0]}-{sizes[-1]} captions, the feature steps from the sizes where they "
+          f"ran; approximate; training is one epoch of a small model on CPU here, a GPU matter at full size)")
     if args.json:
-        args.json.write_text(json.dumps({"sizes": sizes, "cores": args.cores, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"sizes": sizes, "cores": args.cores, "rows": rows,
+                                         "copy_features_above": args.copy_features_above,
+                                         "copied_seconds": {str(k): v for k, v in copied.items()}}, indent=2))
     return 0
 
 
