@@ -217,12 +217,15 @@ def dump_tensors(
     where = index_visual(set(int(i) for i in image_ids), list(map(str, visual_files)), shape)
     device = pick_device(device_name)
     model.to(device).eval()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5, contextlib.ExitStack() as visual_shards:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         avt = create_datasets(h5, len(utts), shape)
-        open_files: dict[str, h5py.File] = {}
         with torch.no_grad(), autocast(device), progress_bar(total=len(utts), desc="tensors-dump", unit="utt") as bar:
             for shard in audio:
-                with open_shard(shard.path, AUDIO_DATASETS, "audio") as h5a:
+                # the visual shards this audio shard's images live in (usually one), closed
+                # with it: each open shard holds HDF5 caches, so keeping every one open
+                # would grow with the test split
+                open_files: dict[str, h5py.File] = {}
+                with open_shard(shard.path, AUDIO_DATASETS, "audio") as h5a, contextlib.ExitStack() as visual_shards:
                     for chunk in np.array_split(np.arange(len(shard.rows)), -(-len(shard.rows) // batch_size)):
                         positions = shard.positions[chunk]
                         logmel = read_block(h5a, "logmel", shard.rows[chunk], "audio").astype(np.float32, copy=False)
