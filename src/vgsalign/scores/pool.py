@@ -59,9 +59,9 @@ def _unpack(index: int, kind: str, payload, describe) -> ChunkResult:
     raise RuntimeError(f"scoring {describe(index)} failed in a worker:\n{payload}")
 
 
-def run_here(setup: ScoringSetup, plan: ScoringPlan) -> Iterator[tuple[int, ChunkResult]]:
+def run_here(plan: ScoringPlan) -> Iterator[tuple[int, ChunkResult]]:
     """(chunk index, result) of every chunk, scored in this process, in order."""
-    state = WorkerState(setup)
+    state = WorkerState(plan.setup)
     try:
         with single_thread_blas(), progress_bar(total=plan.n_chunks, desc="scoring", unit="chunk") as bar:
             for index in range(plan.n_chunks):

@@ -25,6 +25,7 @@ a block of rows at a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -64,7 +65,7 @@ def score_plan(plan: ScoringPlan, pool: WorkerPool | None) -> Scored:
     conf = []
     # merged as they arrive (nothing held twice); the confusion rows are sorted by pair
     # when written, so the order chunks finish in changes no output
-    for _, result in (run_here(plan.setup, plan) if pool is None else pool.run(plan)):
+    for _, result in (run_here(plan) if pool is None else pool.run(plan)):
         values[result.pair_index] = result.values
         status = np.array(result.status, dtype=object)
         reason[result.pair_index] = np.where(status == "", reason[result.pair_index], status)
@@ -105,8 +106,7 @@ def run_scores(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, inst
                                 frames_per_tensor_frame=frames_per_tensor_frame)
     n_workers = worker_count(threads, inspected[0].shape[0], chunk_utterances)
     # started before the pairs and annotations are read, so that no worker holds them
-    pool = WorkerPool(inspected[1], n_workers) if n_workers > 1 else None
-    try:
+    with WorkerPool(inspected[1], n_workers) if n_workers > 1 else contextlib.nullcontext() as pool:
         plan = plan_scoring(tensors=tensors, pairs_csv=pairs_csv, instances_json=instances_json, settings=settings,
                             frames=frames, utt_ids=utt_ids, frames_per_tensor_frame=frames_per_tensor_frame,
                             on_missing=on_missing, chunk_utterances=chunk_utterances, inspected=inspected)
@@ -116,9 +116,6 @@ def run_scores(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, inst
                   f"{instances_json} left out (on_error skip): {plan.instances.skipped}; first: "
                   f"{plan.instances.skipped_examples[0]}", flush=True)
         scored = score_plan(plan, pool)
-    finally:
-        if pool is not None:
-            pool.close()
     frame = scored_frame(plan, scored)
     tables = build_tables(plan, scored, frame)
     inputs = {"tensors": str(tensors), "pairs": str(pairs_csv), "instances": str(instances_json),
