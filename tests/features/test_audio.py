@@ -39,7 +39,13 @@ def test_audio_shard_matches_per_item_extraction(tmp_path):
             matrix, n_frames, pad = place_on_grid(features_audio.logmel_of(signal, audio), grid)
             assert np.array_equal(h5["logmel"][row], matrix)
             reference, _, _ = place_on_grid(logmel_librosa(signal, audio), grid)
-            assert np.abs(h5["logmel"][row] - reference).max() < 0.02  # pure tones: see test_logmel
+            # within 60 dB of the peak the two agree to float32 rounding; near the -100 dB
+            # floor (over 100 dB below the peak) rounding of the tiny mel energies moves the
+            # log by a few hundredths of a dB (up to 0.028 measured with librosa 0.11, numpy 2.4)
+            difference = np.abs(h5["logmel"][row] - reference)
+            loud = reference > reference.max() - 60
+            assert difference[loud].max() < 1e-4
+            assert difference.max() < 0.05
             assert (h5["n_frames"][row], h5["pad_frames"][row]) == (n_frames, pad)
             assert n_frames + pad == 128
         assert h5.attrs["n_mels"] == 40 and h5.attrs["max_frames"] == 128 and h5.attrs["padding"] == "start"
