@@ -17,6 +17,14 @@ the same for the whole split held in memory (`load_split`). Target: >= 10,000 sa
 cores, and a peak RSS that does not grow with the number of shards.
 --demo-epoch also times one epoch + validation at config.yaml's settings on demo-shaped
 data (240 train images x 5 captions).
+
+Memory (--rss [--rss-sizes 5000 20000 80000] [--rss-work DIR]): for each size, synthetic
+training shards of that many captions (250 images x 5 captions per shard, as the scale
+rehearsal writes them) and test shards of half as many, written with the same writer;
+then the real `vgsalign train-model` (one epoch, the rehearsal's small model and
+validation settings) and `vgsalign tensors-dump` (every test caption in pairs.csv) run
+as child processes, and their peak RSS (os.wait4) is printed with its growth from the
+smallest to the largest size. Target: at most 1.3x from 5,000 to 80,000 captions.
 """
 
 from __future__ import annotations
@@ -43,13 +51,15 @@ import yaml  # noqa: E402
 
 from vgsalign.features.shard_writer import write_shard  # noqa: E402
 from vgsalign.settings import settings_from_dict  # noqa: E402
+from vgsalign.train import chunks  # noqa: E402
 from vgsalign.train.data import Batch, epoch_plan, load_split, training_batches  # noqa: E402
 from vgsalign.train.loop import TrainSettings, batch_loss, build_parts, train_one_epoch  # noqa: E402
 from vgsalign.train.models import InputShape, ModelSettings  # noqa: E402
 from vgsalign.train.streaming import open_split  # noqa: E402
 from vgsalign.train.validation import autocast, eval_set, evaluate  # noqa: E402
 
-TARGET_GPU, TARGET_LOADER = 3000.0, 10000.0
+TARGET_GPU, TARGET_LOADER, TARGET_RSS_GROWTH = 3000.0, 10000.0, 1.3
+RSS_SHARD_IMAGES, CAPTIONS_PER_IMAGE = 250, 5
 CONFIG = ROOT / "config.yaml"
 ORIGINAL = ROOT / "config/original_model.yaml"
 
@@ -66,11 +76,12 @@ def model_sizes(arch: str) -> dict[str, ModelSettings]:
             for size, values in (("original", original), ("demo config", demo))}
 
 
-def write_shards(root: Path, n_shards: int, images: int, shape: InputShape, captions: int = 5, seed: int = 0) -> tuple[list, list]:
+def write_shards(root: Path, n_shards: int, images: int, shape: InputShape, captions: int = 5, seed: int = 0,
+                 id_base: int = 0) -> tuple[list, list]:
     rng = np.random.default_rng(seed)
     audio, visual = [], []
     for s in range(n_shards):
-        ids = np.arange(s * images, (s + 1) * images, dtype=np.int64) + 1
+        ids = np.arange(s * images, (s + 1) * images, dtype=np.int64) + 1 + id_base
         cap_ids = np.repeat(ids, captions)
         a, v = root / "audio" / f"shard_{s:05d}.h5", root / "visual" / f"shard_{s:05d}.h5"
         a.parent.mkdir(parents=True, exist_ok=True)
@@ -87,10 +98,27 @@ def write_shards(root: Path, n_shards: int, images: int, shape: InputShape, capt
 
 
 def stream_epoch(root: Path, mode: str, batch_size: int) -> dict:
-    """One epoch of batches (no model): run in a fresh process by `loader_figures`."""
+    """One epoch of batches (no model): run in a fresh process by `loader_figures`.
+
+    `mode`: `stream` or `memory`, then `-hdf5` (HDF5's checksummed reads) or `-direct`
+    (direct chunk reads, vgsalign.train.chunks; the kernel is loaded before the clock
+    starts, as the imports are: a one-off ~2 s per process that a full-size split repays)."""
     audio, visual = sorted((root / "audio").glob("*.h5")), sorted((root / "visual").glob("*.h5"))
+    holding, reads = mode.split("-")
+    direct = reads == "direct"
+    if direct:
+        chunks._compile()
+        with tempfile.TemporaryDirectory() as tmp:  # first call: numba's cached machine code
+            write_shards(Path(tmp), 1, 2, InputShape(frames=8, n_mels=4, grid_h=2, grid_w=2, channels=3))
+            warm = open_split("warm", sorted(Path(tmp).glob("audio/*.h5")), sorted(Path(tmp).glob("visual/*.h5")))
+            warm.direct_reads = True
+            warm.read_group((0,))
     start, cpu_start = time.perf_counter(), time.process_time()  # CPU time of all threads, imports excluded
-    split = load_split("bench", audio, visual) if mode == "memory" else open_split("bench", audio, visual)
+    if holding == "memory":
+        split = load_split("bench", audio, visual, direct_reads=direct)
+    else:
+        split = open_split("bench", audio, visual)
+        split.direct_reads = direct
     plans = epoch_plan(split, np.ones(split.n_captions, dtype=bool), 1, np.random.default_rng(0))
     n = 0
     for batch in training_batches(split, plans, batch_size, torch.device("cpu"), np.random.default_rng(1)):
@@ -101,20 +129,107 @@ def stream_epoch(root: Path, mode: str, batch_size: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+LOADER_MODES = {"stream-hdf5": "streamed, 1 shard per group, HDF5 reads",
+                "stream-direct": "streamed, 1 shard per group, direct reads",
+                "memory-direct": "whole split in memory, direct reads"}
+
+
 def loader_figures(shard_counts: list[int], images: int, shape: InputShape, batch_size: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         for count in shard_counts:
             root = Path(tmp) / f"n{count}"
             write_shards(root, count, images, shape)
-            for mode in ("stream", "memory"):
+            for mode, label in LOADER_MODES.items():
                 out = subprocess.run([sys.executable, __file__, "--stream-epoch", str(root), mode, str(batch_size)],
                                      capture_output=True, text=True, check=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
-                label = "streamed, 1 shard per group" if mode == "stream" else "whole split in memory"
                 load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+                verdict = "meets" if r["samples_per_s"] >= TARGET_LOADER else "below"
                 print(f"CPU  loader, {count} shard(s) of {images * 5} captions, {label}: {r['samples_per_s']:8,.0f} samples/s "
-                      f"(incl. reading; {r['samples_per_cpu_s']:,.0f} per CPU-second), peak RSS {r['peak_rss_mb']:,.0f} MB; "
-                      f"load average {load}")
+                      f"({verdict} the {TARGET_LOADER:,.0f} target; incl. reading; {r['samples_per_cpu_s']:,.0f} per "
+                      f"CPU-second), peak RSS {r['peak_rss_mb']:,.0f} MB; load average {load}", flush=True)
+
+
+# Starts the step from a small Python process, not from this one: a child's ru_maxrss
+# counts the RSS of the process that spawned it (Linux records the old address space's
+# peak at exec), and this one holds torch and the shards it wrote.
+LAUNCHER = """
+import json, os, sys
+pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}))
+"""
+
+
+def run_child(command: list[str], log: Path) -> tuple[float, float]:
+    """Run a step as a grandchild through LAUNCHER; returns (its peak RSS in MB, wall seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run([sys.executable, "-c", LAUNCHER, *command], stdout=subprocess.PIPE, stderr=fh, env=env,
+                              text=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {"exit": proc.returncode}
+    if proc.returncode or result["exit"]:
+        sys.exit(f"bench_train: {' '.join(command[2:4])} failed (exit {result['exit']}); see {log}")
+    return result["maxrss_kb"] / 1024, time.perf_counter() - start
+
+
+def rss_corpus(work: Path, n_captions: int, shape: InputShape) -> tuple[list, list, list, list, Path]:
+    """Training shards of n_captions captions and test shards of half as many (reused when present)."""
+    per_shard = RSS_SHARD_IMAGES * CAPTIONS_PER_IMAGE
+    splits = {}
+    for split, count, seed in (("train", n_captions, 0), ("test", n_captions // 2, 1)):
+        root = work / f"{n_captions}" / split
+        n_shards = max(1, -(-count // per_shard))
+        done = root / "complete"
+        if not done.is_file():
+            write_shards(root, n_shards, RSS_SHARD_IMAGES, shape, CAPTIONS_PER_IMAGE, seed=seed,
+                         id_base=100_000_000 if split == "train" else 200_000_000)
+            done.write_text("")
+        splits[split] = sorted((root / "audio").glob("*.h5")), sorted((root / "visual").glob("*.h5"))
+    pairs = work / f"{n_captions}" / "pairs.csv"
+    if not pairs.is_file():  # every test caption once: the pairs grow with the test split
+        rows = [f"{image}_{k},{image}" for image in range(200_000_001, 200_000_001 + len(splits["test"][0]) * RSS_SHARD_IMAGES)
+                for k in range(CAPTIONS_PER_IMAGE)]
+        pairs.write_text("utt_id,image_id\n" + "\n".join(rows) + "\n")
+    return *splits["train"], *splits["test"], pairs
+
+
+def rss_figures(sizes: list[int], work: Path | None, shape: InputShape, threads: int) -> None:
+    """Peak RSS of train-model and tensors-dump per training-split size, and its growth."""
+    model = json.dumps({"arch": "cnnatt", "embed_dim": 32, "audio_channels": [8, 16, 16, 32]})  # the rehearsal's
+    train = json.dumps({"epochs": 1, "batch_size": 64, "eval_max_images": 200, "pool_size": 200, "pool_trials": 5,
+                        "lr": 1e-3, "device": "cpu"})
+    frames = json.dumps({"max": shape.frames, "padding": "start", "hop_s": 0.01})
+    with tempfile.TemporaryDirectory(prefix="bench_rss_") as tmp:
+        base = Path(work) if work else Path(tmp)
+        measured: dict[str, list[tuple[int, float, float]]] = {"train-model": [], "tensors-dump": []}
+        for n in sizes:
+            train_audio, train_visual, test_audio, test_visual, pairs = rss_corpus(base, n, shape)
+            out = base / f"{n}" / "run"
+            out.mkdir(parents=True, exist_ok=True)
+            step = [sys.executable, "-m", "vgsalign"]
+            rss, wall = run_child(step + ["train-model", "--train-audio", *map(str, train_audio), "--train-visual",
+                                          *map(str, train_visual), "--model", model, "--train", train, "--frames", frames,
+                                          "--resume", "false", "--threads", str(threads), "--out-dir", str(out / "train")],
+                                  out / "train.log")
+            measured["train-model"].append((n, rss, wall))
+            print(f"RSS  train-model, {n:,} training captions ({len(train_audio)} shards): peak {rss:,.0f} MB, "
+                  f"{wall:.0f} s; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+            rss, wall = run_child(step + ["tensors-dump", "--checkpoint", str(out / "train/checkpoint_best.pt"), "--pairs",
+                                          str(pairs), "--audio", *map(str, test_audio), "--visual", *map(str, test_visual),
+                                          "--model", model, "--frames", frames, "--device", "cpu", "--threads", str(threads),
+                                          "--out", str(out / "tensors.h5")], out / "tensors.log")
+            measured["tensors-dump"].append((n, rss, wall))
+            print(f"RSS  tensors-dump, {n // 2:,} test captions ({len(test_audio)} shards): peak {rss:,.0f} MB, "
+                  f"{wall:.0f} s; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+            (out / "tensors.h5").unlink(missing_ok=True)
+        for step_name, rows in measured.items():
+            growth = rows[-1][1] / rows[0][1]
+            verdict = "meets" if growth <= TARGET_RSS_GROWTH else "misses"
+            print(f"RSS  {step_name}: {' / '.join(f'{r:,.0f}' for _, r, _ in rows)} MB at "
+                  f"{' / '.join(f'{n:,}' for n, _, _ in rows)} training captions: {growth:.2f}x from the smallest to the "
+                  f"largest ({verdict} the target of at most {TARGET_RSS_GROWTH}x)")
 
 
 def synthetic_batch(shape: InputShape, batch_size: int, device: torch.device, rng: np.random.Generator) -> Batch:
@@ -225,6 +340,10 @@ def main() -> int:
     p.add_argument("--shard-images", type=int, default=200)
     p.add_argument("--skip-models", action="store_true", help="loader figures only")
     p.add_argument("--demo-epoch", action="store_true")
+    p.add_argument("--rss", action="store_true", help="peak RSS of train-model and tensors-dump per split size")
+    p.add_argument("--rss-sizes", type=int, nargs="+", default=[5000, 20000, 80000], help="training captions")
+    p.add_argument("--rss-work", type=Path, help="keep the synthetic shards here (reused when present)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the --rss steps")
     p.add_argument("--stream-epoch", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.stream_epoch:
@@ -234,6 +353,9 @@ def main() -> int:
     print(f"input: logmel 512 x 40, visual {args.grid} x {args.grid} x {args.channels}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     cpu = torch.device("cpu")
+    if args.rss:
+        rss_figures(args.rss_sizes, args.rss_work, shape, args.threads)
+        return 0
     if not args.skip_models:
         for arch in ("cnnatt", "matchmap"):
             for size, model_settings in model_sizes(arch).items():

@@ -348,7 +348,7 @@ def test_every_data_file_of_the_package_is_installed_with_it(repo_root):
 
     patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     package = repo_root / "src/vgsalign"
-    data = [p for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
+    data = [p for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
     assert package / "config.schema.yaml" in data
     for path in data:
         owner = ".".join(["vgsalign", *path.parent.relative_to(package).parts])

@@ -39,7 +39,8 @@ class SplitData(ShardedSplit):
     logmel: np.ndarray | None = None  # (Nc, frames, n_mels)
     features: np.ndarray | None = None  # (Ni, H, W, C)
 
-    def read_group(self, shards: Sequence[int], pin: bool = False) -> Group:
+    def read_group(self, shards: Sequence[int], pin: bool = False, buffers=None) -> Group:
+        """Views of the split in memory (consecutive rows) or copies; `buffers` is not used."""
         captions = np.flatnonzero(np.isin(self.caption_shard, shards))
         images = np.unique(self.caption_image[captions])
         return Group.build(self, captions, images, rows_of(self.logmel, captions), rows_of(self.features, images), pin)
@@ -52,9 +53,12 @@ def rows_of(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return values[rows]
 
 
-def load_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str]) -> SplitData:
-    """Read a split's shards whole into memory (after the checks of `open_split`)."""
+def load_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str],
+               direct_reads: bool | None = None) -> SplitData:
+    """Read a split's shards whole into memory (after the checks of `open_split`);
+    `direct_reads` as ShardedSplit's (None: automatic)."""
     index = open_split(name, audio_files, visual_files)
+    index.direct_reads = direct_reads
     frames, n_mels = index.logmel_shape
     nbytes = 4 * (index.n_captions * frames * n_mels + index.n_images * int(np.prod(index.feature_shape)))
     available = memory_available()
@@ -64,8 +68,10 @@ def load_split(name: str, audio_files: Sequence[str], visual_files: Sequence[str
     # preallocated float32, each shard read straight into its block (no per-shard copies to join)
     logmel = np.empty((index.n_captions, frames, n_mels), dtype=np.float32)
     features = np.empty((index.n_images, *index.feature_shape), dtype=np.float32)
-    fill_by_shard(logmel, "logmel", index.audio_files, index.caption_shard, index.caption_row, index.utt_ids)
-    fill_by_shard(features, "features", index.visual_files, index.image_shard, index.image_row, index.image_ids)
+    fill_by_shard(logmel, "logmel", index.audio_files, index.caption_shard, index.caption_row, index.utt_ids,
+                  index.direct_reads)
+    fill_by_shard(features, "features", index.visual_files, index.image_shard, index.image_row, index.image_ids,
+                  index.direct_reads)
     return SplitData(**vars(index), logmel=logmel, features=features)
 
 
@@ -147,7 +153,8 @@ def training_batches(
 
     With `chunk_impostors` each pair also gets one random caption and one random image of
     its group (the original's 10k-image chunk), possibly its own."""
-    for group in prefetched(group_reader(split, device), plans):
+    reader = group_reader(split, device)
+    for group in prefetched(reader, plans):
         on_device = group.to(device)
         chunk_images = np.unique(split.caption_image[group.order])
         for captions in cut_batches(group.order, batch_size):
@@ -157,4 +164,5 @@ def training_batches(
                 batch.impostor_logmel = on_device.caption_tensor(group.order[rng.integers(len(group.order), size=len(captions))])
                 batch.impostor_features = on_device.image_tensor(chunk_images[rng.integers(len(chunk_images), size=len(captions))])
             yield batch
+        reader.release(group)  # every batch is a copy
         del group, on_device

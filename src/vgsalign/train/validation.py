@@ -81,7 +81,8 @@ def encode(model: VGSModel, es: EvalSet, device: torch.device, shards_per_group:
     audio: list = [None] * len(es.captions)
     image: list = [None] * len(es.images)
     plans = in_order_plan(es.split, es.captions, shards_per_group)
-    for group in prefetched(group_reader(es.split, device), plans):
+    reader = group_reader(es.split, device)
+    for group in prefetched(reader, plans):
         on_device = group.to(device)
         rows = np.unique(es.split.caption_image[group.order])
         rows = rows[[image[image_column[r]] is None for r in rows]]
@@ -92,6 +93,7 @@ def encode(model: VGSModel, es: EvalSet, device: torch.device, shards_per_group:
             for chunk in np.array_split(rows, max(1, -(-len(rows) // batch))) if len(rows) else []:
                 for column, encoded in zip(image_column[chunk], model.encode_image(on_device.image_tensor(chunk)).float()):
                     image[column] = encoded
+        reader.release(group)  # the encoded outputs are new tensors
         del group, on_device
     return Encoded(audio=torch.stack(audio), image=torch.stack(image))
 
