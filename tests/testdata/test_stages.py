@@ -96,10 +96,9 @@ def test_tagger_finds_nouns_in_lower_cased_words(tmp_path):
     from vgsalign.resources import tagger as resources
 
     resources.provision_tagger("aptagger", tmp_path / "nltk_data")
-    resources.use_tagger(tmp_path / "nltk_data")
     words = pd.DataFrame({"utt_id": ["u"] * 6, "word_index": range(6),
                           "word": ["Two", "Dogs", "near", "a", "red", "car"]})
-    tags = nouns.tag_utterances(words).tolist()
+    tags = nouns.tag_utterances(words, nouns.load_tagger(tmp_path / "nltk_data")).tolist()
     assert tags[1] == "NNS" and tags[5] == "NN" and tags[2] != "NN"
 
 

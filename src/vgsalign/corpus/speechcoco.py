@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import InputError
 from ..runtime import progress
-from .captions import (DURATION_TOLERANCE_S, ReadResult, Utterance, Word, check_word_times, is_spoken_word,
-                       keep_or_drop, read_or_reject, wav_duration)
+from .captions import (DURATION_TOLERANCE_S, ReadResult, Utterance, Word, check_word_times, drop_reason,
+                       is_spoken_word, read_or_reject, wav_duration)
 
 # timecode kinds inside a word: they do not end it
 WITHIN_WORD_KINDS = frozenset({"SYL", "PHO"})
@@ -49,15 +51,47 @@ def timecode_entries(timecode: list, where: Path | str) -> list[tuple[float, str
     return entries
 
 
+def well_formed_timecode(timecode: list) -> tuple[list[float], list[str], tuple] | None:
+    """(seconds, KINDS, labels) of a timecode that passes every check of `timecode_entries`,
+    found with whole-list operations; None when any entry might fail one (the caller then
+    runs `timecode_entries`, which names the problem). A few hundred entries per caption at a
+    few hundred thousand captions: the per-entry checks in Python cost more than the rest of
+    the reading."""
+    if type(timecode) is not list or not timecode or not set(map(type, timecode)) <= {list, tuple} \
+            or set(map(len, timecode)) != {3}:
+        return None
+    times, kinds, labels = zip(*timecode)
+    if not set(map(type, times)) <= {int, float} or not set(map(type, kinds)) <= {str}:
+        return None
+    try:
+        if not all(map(math.isfinite, times)):
+            return None
+    except OverflowError:       # an integer too large for a float
+        return None
+    if min(times) < 0 or not all(map(operator.le, times, times[1:])):
+        return None
+    return [float(t) / 1000.0 for t in times], list(map(str.upper, kinds)), labels
+
+
 def words_from_timecode(timecode: list, caption_end_s: float, where: Path | str) -> list[Word]:
     """Spoken words with onset and offset (s); disfluencies and punctuation are left out."""
-    entries = timecode_entries(timecode, where)
-    words = []
-    for position, (onset, kind, label) in enumerate(entries):
-        if kind != "WORD" or not is_spoken_word(label):
-            continue
-        offset = next((t for t, k, _ in entries[position + 1:] if k not in WITHIN_WORD_KINDS), caption_end_s)
-        words.append(Word(word=label.strip(), onset_s=onset, offset_s=offset))
+    parsed = well_formed_timecode(timecode)
+    if parsed is None:
+        entries = timecode_entries(timecode, where)
+        seconds, kinds, labels = zip(*entries) if entries else ((), (), ())
+    else:
+        seconds, kinds, labels = parsed
+    # backwards: a word ends where the next entry that is not a syllable or phoneme starts
+    words, next_boundary = [], caption_end_s
+    for position in range(len(seconds) - 1, -1, -1):
+        kind = kinds[position]
+        if kind == "WORD":
+            label = str(labels[position])
+            if is_spoken_word(label):
+                words.append(Word(word=label.strip(), onset_s=seconds[position], offset_s=next_boundary))
+        if kind not in WITHIN_WORD_KINDS:
+            next_boundary = seconds[position]
+    words.reverse()
     return words
 
 
@@ -93,18 +127,29 @@ def read_caption(json_path: Path, wav_dir: Path) -> Utterance:
     )
 
 
-def read_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str) -> ReadResult:
-    """Every caption of `<speech_root>/<split>/json/`, checked against the split's image ids."""
+def iter_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str,
+                    result: ReadResult) -> Iterator[Utterance]:
+    """The kept utterances of `<speech_root>/<split>/json/`, one at a time, in file order;
+    drops and rejects go to `result` (its `utterances` stay empty)."""
     json_dir, wav_dir = speech_root / split / "json", speech_root / split / "wav"
     if not json_dir.is_dir():
         raise InputError(json_dir, "caption JSON folder not found")
     files = sorted(json_dir.glob("*.json"))
     if not files:
         raise InputError(json_dir, "no caption JSON files")
-    result = ReadResult()
     for path in progress(files, desc="captions", unit="caption"):
         utt = read_or_reject(lambda: read_caption(path, wav_dir), str(path), on_error, result)
         if utt is not None:
             utt.image_split = split
-            keep_or_drop(utt, image_ids, result)
+            reason = drop_reason(utt, image_ids)
+            if reason is None:
+                yield utt
+            else:
+                result.drops.append((utt.source_file, reason))
+
+
+def read_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str) -> ReadResult:
+    """Every caption of `<speech_root>/<split>/json/`, checked against the split's image ids."""
+    result = ReadResult()
+    result.utterances.extend(iter_speechcoco(speech_root, split, image_ids, on_error=on_error, result=result))
     return result

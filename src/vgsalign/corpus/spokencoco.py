@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from ..errors import InputError
 from ..runtime import progress
-from .captions import ReadResult, Utterance, check_word_times, is_spoken_word, keep_or_drop, read_or_reject, wav_duration
+from .captions import ReadResult, Utterance, check_word_times, drop_reason, is_spoken_word, read_or_reject, wav_duration
 from .textgrid import find_textgrid, words_from_textgrid
 
 
@@ -83,12 +83,13 @@ def read_caption(speech_root: Path, alignments_root: Path, index_path: Path, ima
     )
 
 
-def read_spokencoco(speech_root: Path, alignments_root: Path, split: str,
-                    image_ids: Callable[[str], set[int]], *, on_error: str) -> ReadResult:
-    """Every caption of the split's index; `image_ids(coco_split)` gives the ids of a COCO split."""
+def iter_spokencoco(speech_root: Path, alignments_root: Path, split: str, image_ids: Callable[[str], set[int]], *,
+                    on_error: str, result: ReadResult) -> Iterator[Utterance]:
+    """The kept utterances of the split's index, one at a time, in index order;
+    `image_ids(coco_split)` gives the ids of a COCO split; drops and rejects go to `result`."""
     index_path = spokencoco_index(speech_root, split)
     captions = list(index_captions(index_path))
-    result, seen = ReadResult(), set()
+    seen = set()
     for image_id, image_split, caption in progress(captions, desc="captions", unit="caption"):
         utt_id = utterance_id(caption)
         if utt_id in seen:
@@ -99,5 +100,17 @@ def read_spokencoco(speech_root: Path, alignments_root: Path, split: str,
         if isinstance(utt, str):
             result.drops.append((utt, "no TextGrid alignment"))
         elif utt is not None:
-            keep_or_drop(utt, image_ids(image_split), result)
+            reason = drop_reason(utt, image_ids(image_split))
+            if reason is None:
+                yield utt
+            else:
+                result.drops.append((utt.source_file, reason))
+
+
+def read_spokencoco(speech_root: Path, alignments_root: Path, split: str,
+                    image_ids: Callable[[str], set[int]], *, on_error: str) -> ReadResult:
+    """Every caption of the split's index; `image_ids(coco_split)` gives the ids of a COCO split."""
+    result = ReadResult()
+    result.utterances.extend(iter_spokencoco(speech_root, alignments_root, split, image_ids, on_error=on_error,
+                                             result=result))
     return result

@@ -25,19 +25,25 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
 from ..atomic import write_csv, write_json
-from ..corpus.captions import ReadResult
+from ..corpus.captions import ReadResult, Utterance
 from ..corpus.coco import coco_image_ids, instances_path
-from ..corpus.speechcoco import read_speechcoco
-from ..corpus.spokencoco import read_spokencoco, spokencoco_index  # noqa: F401 (features.shards imports the latter from here)
+from ..corpus.speechcoco import iter_speechcoco
+from ..corpus.spokencoco import iter_spokencoco, spokencoco_index  # noqa: F401 (features.shards imports the latter from here)
 from ..errors import InputError
 from ..settings import settings_from_json
+from .csv_writer import open_table
 
 SOURCES = ("demo", "speechcoco", "spokencoco")
 REJECT_COLUMNS = ["file", "problem"]
+UTTERANCE_COLUMNS = ["utt_id", "image_id", "split", "wav", "duration_s", "n_words", "speaker", "text"]
+WORD_COLUMNS = ["utt_id", "image_id", "wav", "word_index", "word", "onset_s", "offset_s"]
+# utterances read before their rows are written (a few MB of rows)
+CHUNK_UTTERANCES = 5_000
 
 
 @dataclass
@@ -60,16 +66,45 @@ class DatasetSettings:
             raise InputError("dataset.alignments_root", "required for SpokenCOCO (the MFA TextGrid folder)")
 
 
-def read_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str) -> ReadResult:
-    """Read every caption of a split with the reader of `settings.source`."""
+def iter_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str,
+               result: ReadResult) -> Iterator[Utterance]:
+    """The kept captions of a split, one at a time, read with the reader of `settings.source`;
+    drops and rejects go to `result`."""
 
     @lru_cache(maxsize=None)
     def image_ids(coco_split: str) -> set[int]:
         return coco_image_ids(instances_path(coco_root, coco_split))
 
     if settings.source in ("demo", "speechcoco"):
-        return read_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error)
-    return read_spokencoco(speech_root, Path(settings.alignments_root), split, image_ids, on_error=settings.on_error)
+        return iter_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error, result=result)
+    return iter_spokencoco(speech_root, Path(settings.alignments_root), split, image_ids,
+                           on_error=settings.on_error, result=result)
+
+
+def read_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str) -> ReadResult:
+    """Read every caption of a split with the reader of `settings.source`."""
+    result = ReadResult()
+    result.utterances.extend(iter_split(settings, speech_root, coco_root, split, result))
+    return result
+
+
+def table_chunk(utterances: list[Utterance], split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """utterances.csv and words.csv rows of these utterances (built column by column)."""
+    utt_columns: dict[str, list] = {name: [] for name in UTTERANCE_COLUMNS}
+    word_columns: dict[str, list] = {name: [] for name in WORD_COLUMNS}
+    for u in utterances:
+        n = len(u.words)
+        for name, value in (("utt_id", u.utt_id), ("image_id", u.image_id), ("split", split), ("wav", u.wav),
+                            ("duration_s", u.duration_s), ("n_words", n), ("speaker", u.speaker), ("text", u.text)):
+            utt_columns[name].append(value)
+        word_columns["utt_id"] += [u.utt_id] * n
+        word_columns["image_id"] += [u.image_id] * n
+        word_columns["wav"] += [u.wav] * n
+        word_columns["word_index"] += range(n)
+        word_columns["word"] += [w.word for w in u.words]
+        word_columns["onset_s"] += [w.onset_s for w in u.words]
+        word_columns["offset_s"] += [w.offset_s for w in u.words]
+    return pd.DataFrame(utt_columns, columns=UTTERANCE_COLUMNS), pd.DataFrame(word_columns, columns=WORD_COLUMNS)
 
 
 def tables(result: ReadResult, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,23 +113,7 @@ def tables(result: ReadResult, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise InputError(duplicate, "utterance id occurs twice in the corpus")
-    utterances = pd.DataFrame(
-        [
-            {"utt_id": u.utt_id, "image_id": u.image_id, "split": split, "wav": u.wav,
-             "duration_s": u.duration_s, "n_words": len(u.words), "speaker": u.speaker, "text": u.text}
-            for u in result.utterances
-        ],
-        columns=["utt_id", "image_id", "split", "wav", "duration_s", "n_words", "speaker", "text"],
-    )
-    words = pd.DataFrame(
-        [
-            {"utt_id": u.utt_id, "image_id": u.image_id, "wav": u.wav, "word_index": i,
-             "word": w.word, "onset_s": w.onset_s, "offset_s": w.offset_s}
-            for u in result.utterances for i, w in enumerate(u.words)
-        ],
-        columns=["utt_id", "image_id", "wav", "word_index", "word", "onset_s", "offset_s"],
-    )
-    return utterances, words
+    return table_chunk(result.utterances, split)
 
 
 def drop_reasons(result: ReadResult) -> dict[str, int]:
@@ -105,9 +124,11 @@ def drop_reasons(result: ReadResult) -> dict[str, int]:
     return reasons
 
 
-def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_path: Path) -> None:
-    """Fail with one line when more captions were rejected than `dataset.max_rejected_share` allows."""
-    total = len(result.utterances) + len(result.drops) + len(result.rejects)
+def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_path: Path,
+                         kept: int | None = None) -> None:
+    """Fail with one line when more captions were rejected than `dataset.max_rejected_share`
+    allows; `kept`: the utterances kept, when they were not collected in `result`."""
+    total = (len(result.utterances) if kept is None else kept) + len(result.drops) + len(result.rejects)
     share = len(result.rejects) / total if total else 0.0
     if share > settings.max_rejected_share:
         raise InputError(rejects_path, f"{len(result.rejects)} of {total} caption files rejected ({share:.2%}), more "
@@ -117,17 +138,44 @@ def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_
 
 def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str, out_dir: Path,
           report_path: Path, rejects_path: Path) -> dict:
-    result = read_split(settings, speech_root, coco_root, split)
-    # the rejects table first: when too many files are broken, it says which
-    write_csv(pd.DataFrame(result.rejects, columns=REJECT_COLUMNS), rejects_path)
-    check_rejected_share(result, settings, rejects_path)
-    utterances, words = tables(result, split)
-    write_csv(words, out_dir / "words.csv")
-    write_csv(utterances, out_dir / "utterances.csv")
+    """Read the split and write its tables, CHUNK_UTTERANCES utterances at a time (memory
+    does not grow with the corpus beyond the ids and drop reasons the report needs)."""
+    result = ReadResult()
+    seen: dict[str, int] = {}       # utterance id -> its position
+    images: set[int] = set()
+    duplicate, n_utterances, n_words = None, 0, 0    # duplicate: the position of the first repeated id
+    with open_table(out_dir / "words.csv", WORD_COLUMNS) as words_out, \
+            open_table(out_dir / "utterances.csv", UTTERANCE_COLUMNS) as utterances_out:
+        def flush(batch: list[Utterance]) -> None:
+            utterances, words = table_chunk(batch, split)
+            words_out.write(words)
+            utterances_out.write(utterances)
+
+        batch: list[Utterance] = []
+        for utt in iter_split(settings, speech_root, coco_root, split, result):
+            if utt.utt_id in seen:
+                first = seen[utt.utt_id]
+                duplicate = first if duplicate is None else min(duplicate, first)
+            else:
+                seen[utt.utt_id] = n_utterances
+            images.add(utt.image_id)
+            n_utterances += 1
+            n_words += len(utt.words)
+            batch.append(utt)
+            if len(batch) == CHUNK_UTTERANCES:
+                flush(batch)
+                batch = []
+        flush(batch)
+        # the rejects table first: when too many files are broken, it says which
+        write_csv(pd.DataFrame(result.rejects, columns=REJECT_COLUMNS), rejects_path)
+        check_rejected_share(result, settings, rejects_path, kept=n_utterances)
+        if duplicate is not None:
+            repeated = next(utt_id for utt_id, position in seen.items() if position == duplicate)
+            raise InputError(repeated, "utterance id occurs twice in the corpus")
     report = {
         "source": settings.source, "split": split, "on_error": settings.on_error,
-        "captions_read": len(result.utterances) + len(result.drops),
-        "utterances": len(utterances), "words": len(words), "images": int(utterances["image_id"].nunique()),
+        "captions_read": n_utterances + len(result.drops),
+        "utterances": n_utterances, "words": n_words, "images": len(images),
         "captions_dropped": len(result.drops), "drop_reasons": drop_reasons(result),
         "captions_rejected": len(result.rejects), "rejects": str(rejects_path),
         "dropped": [{"file": f, "reason": r} for f, r in result.drops],

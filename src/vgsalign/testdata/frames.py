@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import write_csv, write_json
+from ..atomic import write_json
 from ..errors import InputError
 from ..settings import settings_from_json
 from ..tables import read_table
+from .csv_writer import write_table
 
 # tolerance for float seconds that sit on a frame boundary (0.03 / 0.01 = 2.9999999999999996)
 BOUNDARY_EPS = 1e-6
@@ -139,7 +140,7 @@ def build(utterances_csv: Path, words_csv: Path, settings: FrameSettings, spans:
     words = read_table(words_csv, required=("utt_id", "word_index", "word", "onset_s", "offset_s"))
     grid = utterance_grid(utterances, settings)
     table = word_frames(words, grid, settings, spans)
-    write_csv(table, out)
+    write_table(table, out)
     status = table["status"].value_counts()
     report = {
         "settings": {"hop_s": settings.hop_s, "max": settings.max, "padding": settings.padding,

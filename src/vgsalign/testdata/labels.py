@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_csv, write_json
+from ..atomic import write_json
 from ..errors import InputError
 from ..corpus.coco import open_coco
 from ..tables import read_table
+from .csv_writer import write_table
 
 LABEL_COLUMNS = ["image_id", "category_id", "category", "supercategory", "n_instances", "label_tokens"]
 
@@ -70,7 +71,7 @@ def build(instances_json: Path, utterances_csv: Path, out: Path, report_path: Pa
     if unknown:
         raise InputError(instances_json, f"has no image entry for {len(unknown)} test image(s), e.g. {unknown[:5]}")
     table, unlabelled = image_labels(coco, utterances["image_id"])
-    write_csv(table, out)
+    write_table(table, out)
     images = int(utterances["image_id"].nunique())
     without = unlabelled["images_without_annotations"] + unlabelled["images_crowd_only"]
     utts_without = int(utterances["image_id"].isin(without).sum())

@@ -3,7 +3,8 @@
 Each utterance is tagged as one sentence (all its words, also those past the length cut,
 so the tagger sees the whole context); only words whose frames are kept (frames.csv
 status `kept`) become test-set nouns. The tagger is the one the `resources` rule
-provisioned (its folder goes first on `nltk.data.path`; `nltk.pos_tag_sents` is NLTK's own).
+provisioned, the model `nltk.pos_tag_sents` would use with its folder first on
+`nltk.data.path`; `pos_tagger` computes NLTK's tags for all sentences at once.
 
 Output `nouns.csv`: utt_id, image_id, word_index, word (lower-cased), tag, onset_s, offset_s,
 onset_frame, offset_frame, n_frames, pad_frames, duration_s.
@@ -16,13 +17,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..atomic import write_csv, write_json
+from ..atomic import write_json
 from ..errors import InputError
 from ..resources.tagger import use_tagger
 from ..settings import settings_from_json
 from ..tables import read_table
+from .csv_writer import write_table
+from .pos_tagger import MODEL_DIR, MODEL_FILES, BatchPerceptronTagger
 
 NOUN_COLUMNS = ["utt_id", "image_id", "word_index", "word", "tag", "onset_s", "offset_s",
                 "onset_frame", "offset_frame", "n_frames", "pad_frames", "duration_s"]
@@ -35,31 +39,45 @@ class NounSettings:
     tags: list[str]
 
 
-def tag_utterances(words: pd.DataFrame) -> pd.Series:
-    """Penn Treebank tag of every word (rows in utterance, word_index order), lower-cased first."""
-    import nltk
+def load_tagger(nltk_data: Path) -> BatchPerceptronTagger:
+    """The model `nltk.pos_tag` would use with `nltk_data` first on NLTK's path: the JSON
+    files there when the tagger rule converted them (read without importing NLTK), else the
+    model NLTK itself finds (its own data, `resources.tagger: nltk`)."""
+    folder = Path(nltk_data) / MODEL_DIR
+    if all((folder / name).is_file() for name in MODEL_FILES):
+        return BatchPerceptronTagger.from_folder(folder)
+    from nltk.tag.perceptron import PerceptronTagger
 
+    use_tagger(nltk_data)
+    nltk_tagger = PerceptronTagger()
+    return BatchPerceptronTagger(nltk_tagger.model.weights, nltk_tagger.tagdict, nltk_tagger.classes)
+
+
+def tag_utterances(words: pd.DataFrame, tagger: BatchPerceptronTagger) -> pd.Series:
+    """Penn Treebank tag of every word (rows in utterance, word_index order), lower-cased
+    first; each utterance is one sentence, blank words are left out of it (tag "")."""
     ordered = words.sort_values(["utt_id", "word_index"], kind="stable")
-    sentences, rows = [], []
-    for _, group in ordered.groupby("utt_id", sort=False):
-        tokens = [(i, w.lower()) for i, w in zip(group.index, group["word"]) if w.strip()]
-        sentences.append([w for _, w in tokens])
-        rows.append([i for i, _ in tokens])
-    flat_rows = [i for ids in rows for i in ids]
-    flat_tags = [t for tagged in nltk.pos_tag_sents(sentences) for _, t in tagged]
-    tags = pd.Series("", index=words.index, dtype=object)
-    tags.loc[flat_rows] = flat_tags  # one assignment: per-utterance .loc is slow
-    return tags
+    utterance = pd.factorize(ordered["utt_id"])[0]
+    raw = ordered["word"].tolist()
+    kept = np.array([bool(w.strip()) for w in raw], dtype=bool)
+    tokens = [w.lower() for w, k in zip(raw, kept) if k]
+    lengths = np.bincount(utterance[kept], minlength=int(utterance.max()) + 1 if len(utterance) else 0)
+    ends = np.cumsum(lengths).tolist()
+    sentences = [tokens[end - n:end] for end, n in zip(ends, lengths.tolist())]
+    flat_tags = [t for tagged in tagger.tag_sentences(sentences) for t in tagged]
+    tags = np.full(len(words), "", dtype=object)
+    tags[words.index.get_indexer(ordered.index[kept])] = flat_tags
+    return pd.Series(tags, index=words.index, dtype=object)
 
 
 def build(frames_csv: Path, nltk_data: Path, settings: NounSettings, out: Path, report_path: Path) -> dict:
-    use_tagger(nltk_data)
+    tagger = load_tagger(nltk_data)
     words = read_table(frames_csv, required=("utt_id", "word_index", "word", "status", "onset_frame"))
-    words["tag"] = tag_utterances(words) if len(words) else pd.Series(dtype=object)
+    words["tag"] = tag_utterances(words, tagger) if len(words) else pd.Series(dtype=object)
     words["word"] = words["word"].str.lower()
     is_noun = words["tag"].isin(settings.tags)
     nouns = words[is_noun & (words["status"] == "kept")].sort_values(["utt_id", "word_index"])
-    write_csv(nouns[NOUN_COLUMNS], out)
+    write_table(nouns[NOUN_COLUMNS], out)
     report = {
         "tags": settings.tags,
         "words_tagged": len(words),

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_csv, write_json
+from ..atomic import write_json
 from ..settings import settings_from_json
 from .similarities import best_per_noun
 from ..tables import read_table
+from .csv_writer import write_table
 
 PAIR_COLUMNS = ["utt_id", "image_id", "word_index", "word", "category", "category_id", "similarity",
                 "onset_s", "offset_s", "onset_frame", "offset_frame", "pad_frames", "n_frames", "duration_s",
@@ -54,7 +55,7 @@ def build(similarities_csv: Path, vocab_csv: Path, utterances_csv: Path, setting
     nouns = read_table(vocab_csv, required=("utt_id", "word_index", "kept"))
     utterances = read_table(utterances_csv, required=("utt_id", "wav", "split"))
     pairs, best = select_pairs(similarities, nouns[nouns["kept"]], utterances, settings.threshold)
-    write_csv(pairs, out)
+    write_table(pairs, out)
     report = {
         "threshold": settings.threshold,
         "nouns_scored": len(best), "nouns_below_threshold": int((~best["accepted"]).sum()),

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path, write_csv, write_json
+from ..atomic import atomic_path, write_json
 from ..errors import InputError
 from ..settings import settings_from_json
 from ..tables import read_table
+from .csv_writer import write_table
 
 SIMILARITY_COLUMNS = ["utt_id", "image_id", "word_index", "word", "category_id", "category",
                       "similarity", "tokens_used", "tokens_missing"]
@@ -80,7 +81,7 @@ def compute(vocab_csv: Path, labels_csv: Path, vectors: Path, out: Path, report_
         raise InputError(vocab_csv, f"kept nouns unknown to {vectors}: {unknown_nouns[:5]} "
                                     "(vocab.csv was made with other vectors; rerun the vocab step)")
     table, report = noun_label_similarities(nouns, labels, kv)
-    write_csv(table, out)
+    write_table(table, out)
     report.update({"vectors": str(vectors), "nouns": len(nouns)})
     if len(table):
         report["similarity_quantiles"] = {

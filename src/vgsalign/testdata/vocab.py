@@ -15,11 +15,12 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_csv, write_json
+from ..atomic import write_json
 from ..errors import InputError
 from ..resources.vectors import load_vectors
 from ..settings import settings_from_json
 from ..tables import read_table
+from .csv_writer import write_table
 
 POLICIES = ("drop_utterance", "drop_word")
 
@@ -51,7 +52,7 @@ def build(nouns_csv: Path, vectors: Path, settings: VocabSettings, out: Path, re
     nouns = read_table(nouns_csv, required=("utt_id", "word"))
     kv = load_vectors(vectors)
     table = apply_policy(nouns, kv.key_to_index, settings.policy)
-    write_csv(table, out)
+    write_table(table, out)
     oov = table.loc[~table["in_vocab"], "word"].value_counts()
     dropped_utts = set(table.loc[~table["kept"], "utt_id"]) - set(table.loc[table["kept"], "utt_id"])
     report = {
