@@ -103,3 +103,37 @@ def test_broken_files_are_skipped_and_counted_until_too_many(tmp_path):
     # stop (the default) names the broken file
     stop = run_step(tmp_path, {"source": "speechcoco"}, speech, coco_root)
     assert stop.returncode == 2 and f"{broken}: unreadable caption JSON" in stop.stderr
+
+
+def test_reading_over_processes_gives_the_same_tables(tmp_path):
+    """Above two tasks' worth of caption files the SPEECH-COCO reader uses worker processes:
+    the tables, the rejects and the report are the same as one process gives, in file order,
+    and with on_error stop the broken file is still the one named."""
+    from vgsalign.corpus import speechcoco
+
+    speech = fx.speechcoco_corpus(tmp_path)
+    coco_root = tmp_path / "coco"
+    h.write_instances(coco_root / "annotations/instances_val2014.json", images={108505: [(1, 0)], 298817: []})
+    json_dir = speech / "val2014/json"
+    originals = sorted(json_dir.glob("*.json"))
+    for k in range(2 * speechcoco.READ_CHUNK_FILES + 50):
+        source = originals[k % len(originals)]
+        (json_dir / f"{source.stem}{k:05d}.json").write_text(source.read_text())
+    broken = json_dir / f"{originals[0].stem}00777.json"
+    broken.write_text("{not json")
+    skip = settings_from_dict(dataset.DatasetSettings, {"source": "speechcoco", "on_error": "skip",
+                                                        "max_rejected_share": 0.5}, section="dataset")
+    outputs = {}
+    for threads in (1, 2):
+        out = tmp_path / f"out{threads}"
+        report = dataset.build(skip, speech, coco_root, "val2014", out, out / "dataset.json", out / "rejects.csv",
+                               threads=threads)
+        outputs[threads] = ({name: (out / name).read_bytes() for name in ("utterances.csv", "words.csv", "rejects.csv")},
+                            {k: v for k, v in report.items() if k != "rejects"})
+    assert outputs[1] == outputs[2]
+    assert outputs[2][1]["captions_rejected"] == 1 and outputs[2][1]["utterances"] > 1000
+    stop = settings_from_dict(dataset.DatasetSettings, {"source": "speechcoco"}, section="dataset")
+    with pytest.raises(InputError, match="unreadable caption JSON") as err:
+        dataset.build(stop, speech, coco_root, "val2014", tmp_path / "stop", tmp_path / "stop/r.json",
+                      tmp_path / "stop/rejects.csv", threads=2)
+    assert err.value.where == str(broken)

@@ -30,6 +30,7 @@ rule testdata_dataset:
         split=TEST_SPLIT,
         out_dir=lambda wildcards, output: str(Path(output.utterances).parent),
         code=code_version("testdata", "corpus", "tables"),
+    threads: 2
     resources:
         mem_mb=JOB_SIZES["testdata"].mem_mb,
         runtime=JOB_SIZES["testdata"].runtime,
@@ -42,7 +43,7 @@ rule testdata_dataset:
     shell:
         "vgsalign testdata-dataset --dataset {params.dataset} --speech-root {params.speech_root}"
         " --coco-root {params.coco_root} --split {params.split} --out-dir {params.out_dir}"
-        " --report {output.report} --rejects {output.rejects} 2>&1 | tee {log}"
+        " --report {output.report} --rejects {output.rejects} --threads {threads} 2>&1 | tee {log}"
 
 
 rule testdata_frames:

@@ -35,6 +35,7 @@ from ..corpus.coco import coco_image_ids, instances_path
 from ..corpus.speechcoco import iter_speechcoco
 from ..corpus.spokencoco import iter_spokencoco, spokencoco_index  # noqa: F401 (features.shards imports the latter from here)
 from ..errors import InputError
+from ..runtime import usable_cpus
 from ..settings import settings_from_json
 from .csv_writer import open_table
 
@@ -67,16 +68,17 @@ class DatasetSettings:
 
 
 def iter_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str,
-               result: ReadResult) -> Iterator[Utterance]:
-    """The kept captions of a split, one at a time, read with the reader of `settings.source`;
-    drops and rejects go to `result`."""
+               result: ReadResult, threads: int = 1) -> Iterator[Utterance]:
+    """The kept captions of a split, one at a time, read with the reader of `settings.source`
+    (SPEECH-COCO's over `threads` processes); drops and rejects go to `result`."""
 
     @lru_cache(maxsize=None)
     def image_ids(coco_split: str) -> set[int]:
         return coco_image_ids(instances_path(coco_root, coco_split))
 
     if settings.source in ("demo", "speechcoco"):
-        return iter_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error, result=result)
+        return iter_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error, result=result,
+                               threads=threads)
     return iter_spokencoco(speech_root, Path(settings.alignments_root), split, image_ids,
                            on_error=settings.on_error, result=result)
 
@@ -137,7 +139,7 @@ def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_
 
 
 def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str, out_dir: Path,
-          report_path: Path, rejects_path: Path) -> dict:
+          report_path: Path, rejects_path: Path, threads: int = 1) -> dict:
     """Read the split and write its tables, CHUNK_UTTERANCES utterances at a time (memory
     does not grow with the corpus beyond the ids and drop reasons the report needs)."""
     result = ReadResult()
@@ -152,7 +154,7 @@ def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: 
             utterances_out.write(utterances)
 
         batch: list[Utterance] = []
-        for utt in iter_split(settings, speech_root, coco_root, split, result):
+        for utt in iter_split(settings, speech_root, coco_root, split, result, threads):
             if utt.utt_id in seen:
                 first = seen[utt.utt_id]
                 duplicate = first if duplicate is None else min(duplicate, first)
@@ -194,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path, help="writes utterances.csv and words.csv here")
     parser.add_argument("--report", required=True, type=Path)
     parser.add_argument("--rejects", required=True, type=Path, help="rejects table (file, problem) of skipped files")
+    parser.add_argument("--threads", type=int, default=1, help="processes reading SPEECH-COCO caption files (default 1)")
     args = parser.parse_args(argv)
     settings = settings_from_json(DatasetSettings, args.dataset, where="--dataset", section="dataset")
-    report = build(settings, args.speech_root, args.coco_root, args.split, args.out_dir, args.report, args.rejects)
+    report = build(settings, args.speech_root, args.coco_root, args.split, args.out_dir, args.report, args.rejects,
+                   threads=max(1, min(args.threads, usable_cpus())))
     print(f"{report['utterances']} utterances, {report['words']} words; {report['captions_dropped']} captions dropped "
           f"{report['drop_reasons']}; {report['captions_rejected']} broken files skipped")
     return 0
