@@ -6,6 +6,8 @@ rules that train, extract or dump hash this module with their own subpackage.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 import time
@@ -21,6 +23,28 @@ T = TypeVar("T")
 STEP = ""
 # seconds between plain progress lines when stderr is not a terminal (a log file, a pipe)
 LOG_INTERVAL_S = float(os.environ.get("VGSALIGN_PROGRESS_INTERVAL", "15"))
+
+
+_malloc_trim = None  # glibc's malloc_trim once looked up; False where there is none
+
+
+def release_freed_memory() -> None:
+    """Give the free pages of the C heap back to the system (glibc `malloc_trim(0)`; a no-op
+    elsewhere).
+
+    A training step frees its batch arrays (a few MB each) at once; glibc then raises its
+    mmap threshold above their size and serves the next ones from the heap, whose freed
+    pages it keeps: the peak RSS of one-epoch training grew with the number of steps (1,129
+    MB after 78 steps, 1,223 MB after 312; 1,130 MB with a fixed threshold, 1,155 MB with this
+    call). Called once per group of shards (about 8 ms)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def usable_cpus() -> int:
