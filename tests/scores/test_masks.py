@@ -214,3 +214,24 @@ def test_crowd_and_other_images_are_not_checked(tmp_path):
     assert sorted(load_instances(path, [7]).images) == [7]
     with pytest.raises(InputError, match="annotation 3 \\(image 8\\)"):
         load_instances(path)
+
+
+def test_polygons_are_kept_as_arrays_with_the_same_masks(tmp_path):
+    """load_instances keeps each polygon as one float64 array and leaves out the annotations
+    of images not asked for while parsing; the masks are those of the file's lists."""
+    from pycocotools import mask as mask_utils
+
+    polygon = [10.5, 10.0, 60.0, 12.0, 55.25, 40.0, 12.0, 38.0]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "height": 48, "width": 64}, {"id": 2, "height": 48, "width": 64}],
+        "categories": [{"id": 3, "name": "car"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0, "segmentation": [polygon]},
+                        {"id": 2, "image_id": 2, "category_id": 3, "iscrowd": 0, "segmentation": [[1, 2]]}]}))
+    instances = load_instances(path, [1])    # image 2's degenerate polygon is never looked at
+    ((kept,),) = instances.images[1].segmentations[3]  # one annotation of one polygon
+    assert isinstance(kept, np.ndarray) and kept.dtype == np.float64 and kept.tolist() == polygon
+    expected = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([polygon], 48, 64))).astype(bool)
+    assert expected.any() and np.array_equal(category_mask(instances.images[1], 3), expected)
+    with pytest.raises(InputError, match="degenerate polygon"):
+        load_instances(path)
