@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..features.shards import check_compatible
-from ..runtime import memory_available, release_freed_memory
+from ..runtime import memory_available
 from .streaming import (AUDIO_DATASETS, VISUAL_DATASETS, Group, GroupPlan, ShardedSplit, decode_ids, group_reader,
                         fill_by_shard, open_split, prefetched, require_datasets, shard_groups)
 
@@ -166,4 +166,3 @@ def training_batches(
             yield batch
         reader.release(group)  # every batch is a copy
         del group, on_device
-        release_freed_memory()

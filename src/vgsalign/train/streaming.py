@@ -32,6 +32,7 @@ import torch
 
 from ..errors import InputError
 from ..features.shards import check_compatible, open_shard
+from ..runtime import release_freed_memory
 from . import chunks
 
 AUDIO_DATASETS = ("utt_id", "image_id", "logmel", "n_frames", "pad_frames")
@@ -360,9 +361,12 @@ class GroupReader:
         return group
 
     def release(self, group: Group) -> None:
-        """The caller is done with `group` and holds no view of its arrays (batches are copies)."""
+        """The caller is done with `group` and holds no view of its arrays (batches are
+        copies): its arrays go back to the pool, and the memory its batches freed back to
+        the system (`release_freed_memory`)."""
         self.buffers.give_back(group.logmel)
         self.buffers.give_back(group.features)
+        release_freed_memory()
 
 
 def group_reader(split: ShardedSplit, device: torch.device) -> GroupReader:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..runtime import release_freed_memory
 from .device import autocast
 from .losses import draw_impostors, infonce, triplet_hardest, triplet_random
 from .models import VGSModel
@@ -96,7 +95,6 @@ def encode(model: VGSModel, es: EvalSet, device: torch.device, shards_per_group:
                     image[column] = encoded
         reader.release(group)  # the encoded outputs are new tensors
         del group, on_device
-        release_freed_memory()
     return Encoded(audio=torch.stack(audio), image=torch.stack(image))
 
 
