@@ -172,13 +172,12 @@ def drop_reason(utt: Utterance, image_ids: set[int]) -> str | None:
 
 
 def keep_or_drop(utt: Utterance, image_ids: set[int], result: ReadResult) -> bool:
-    """Keep the utterance (True), or record why not in `result.drops`."""
+    """Whether the utterance is a test caption (the readers yield it); if not, why not is
+    recorded in `result.drops`."""
     reason = drop_reason(utt, image_ids)
-    if reason is None:
-        result.utterances.append(utt)
-        return True
-    result.drops.append((utt.source_file, reason))
-    return False
+    if reason is not None:
+        result.drops.append((utt.source_file, reason))
+    return reason is None
 
 
 def read_or_reject(read, source: str, on_error: str, result: ReadResult):

@@ -27,8 +27,8 @@ from typing import Iterator
 
 from ..errors import InputError
 from ..runtime import progress
-from .captions import (DURATION_TOLERANCE_S, ReadResult, Utterance, Word, check_word_times, drop_reason,
-                       is_spoken_word, read_or_reject, wav_duration)
+from .captions import (DURATION_TOLERANCE_S, ReadResult, Utterance, Word, check_word_times, is_spoken_word,
+                       keep_or_drop, read_or_reject, wav_duration)
 
 # timecode kinds inside a word: they do not end it
 WITHIN_WORD_KINDS = frozenset({"SYL", "PHO"})
@@ -180,11 +180,8 @@ def iter_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_er
         utt = read_or_reject(lambda: raise_problem(read), str(path), on_error, result)
         if utt is not None:
             utt.image_split = split
-            reason = drop_reason(utt, image_ids)
-            if reason is None:
+            if keep_or_drop(utt, image_ids, result):
                 yield utt
-            else:
-                result.drops.append((utt.source_file, reason))
 
 
 def read_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str) -> ReadResult:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from ..errors import InputError
 from ..runtime import progress
-from .captions import ReadResult, Utterance, check_word_times, drop_reason, is_spoken_word, read_or_reject, wav_duration
+from .captions import ReadResult, Utterance, check_word_times, is_spoken_word, keep_or_drop, read_or_reject, wav_duration
 from .textgrid import find_textgrid, words_from_textgrid
 
 
@@ -99,12 +99,8 @@ def iter_spokencoco(speech_root: Path, alignments_root: Path, split: str, image_
                                                   caption), str(speech_root / str(caption["wav"])), on_error, result)
         if isinstance(utt, str):
             result.drops.append((utt, "no TextGrid alignment"))
-        elif utt is not None:
-            reason = drop_reason(utt, image_ids(image_split))
-            if reason is None:
-                yield utt
-            else:
-                result.drops.append((utt.source_file, reason))
+        elif utt is not None and keep_or_drop(utt, image_ids(image_split), result):
+            yield utt
 
 
 def read_spokencoco(speech_root: Path, alignments_root: Path, split: str,
