@@ -143,9 +143,10 @@ def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: 
     """Read the split and write its tables, CHUNK_UTTERANCES utterances at a time (memory
     does not grow with the corpus beyond the ids and drop reasons the report needs)."""
     result = ReadResult()
-    seen: dict[str, int] = {}       # utterance id -> its position
+    seen: dict[str, None] = {}      # utterance ids, in the order they first occur
+    repeated: set[str] = set()
     images: set[int] = set()
-    duplicate, n_utterances, n_words = None, 0, 0    # duplicate: the position of the first repeated id
+    n_utterances, n_words = 0, 0
     with open_table(out_dir / "words.csv", WORD_COLUMNS) as words_out, \
             open_table(out_dir / "utterances.csv", UTTERANCE_COLUMNS) as utterances_out:
         def flush(batch: list[Utterance]) -> None:
@@ -156,10 +157,8 @@ def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: 
         batch: list[Utterance] = []
         for utt in iter_split(settings, speech_root, coco_root, split, result, threads):
             if utt.utt_id in seen:
-                first = seen[utt.utt_id]
-                duplicate = first if duplicate is None else min(duplicate, first)
-            else:
-                seen[utt.utt_id] = n_utterances
+                repeated.add(utt.utt_id)
+            seen[utt.utt_id] = None
             images.add(utt.image_id)
             n_utterances += 1
             n_words += len(utt.words)
@@ -171,9 +170,8 @@ def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: 
         # the rejects table first: when too many files are broken, it says which
         write_csv(pd.DataFrame(result.rejects, columns=REJECT_COLUMNS), rejects_path)
         check_rejected_share(result, settings, rejects_path, kept=n_utterances)
-        if duplicate is not None:
-            repeated = next(utt_id for utt_id, position in seen.items() if position == duplicate)
-            raise InputError(repeated, "utterance id occurs twice in the corpus")
+        if repeated:        # the first in corpus order, as `tables` names it
+            raise InputError(next(u for u in seen if u in repeated), "utterance id occurs twice in the corpus")
     report = {
         "source": settings.source, "split": split, "on_error": settings.on_error,
         "captions_read": n_utterances + len(result.drops),
