@@ -235,3 +235,58 @@ def test_polygons_are_kept_as_arrays_with_the_same_masks(tmp_path):
     assert expected.any() and np.array_equal(category_mask(instances.images[1], 3), expected)
     with pytest.raises(InputError, match="degenerate polygon"):
         load_instances(path)
+
+
+def test_streamed_store_gives_pycocotools_masks_in_file_order(tmp_path):
+    """The instances are streamed into an ImageStore (segmentations in a temporary file):
+    read back, every image's category masks equal pycocotools' own union of its non-crowd
+    annotations, the annotations keep file order, and `annotated` agrees with the masks,
+    with categories last in the file as COCO writes them."""
+    from pycocotools.coco import COCO
+
+    rng = np.random.default_rng(3)
+    images = [{"id": i, "height": 30 + i % 7, "width": 40 + i % 5, "file_name": f"{i}.jpg"}
+              for i in map(int, rng.permutation(np.arange(1, 41)))]
+    annotations = []
+    for n in range(300):
+        image = images[int(rng.integers(len(images)))]
+        x, y = map(int, rng.integers(0, 20, size=2))
+        segm = polygon_rect(x, y, x + 8, y + 9)
+        if n % 3 == 0:
+            mask = np.zeros((image["height"], image["width"]), dtype=bool)
+            mask[y:y + 5, x:x + 6] = True
+            segm = rle_of(mask)
+        annotations.append({"id": n + 1, "image_id": image["id"], "category_id": int(rng.choice([1, 5, 9])),
+                            "iscrowd": int(n % 11 == 0), "segmentation": segm, "area": 1.0,
+                            "bbox": [0, 0, 1, 1]})
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"info": {}, "images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "a"}, {"id": 5, "name": "b"},
+                                               {"id": 9, "name": "c"}]}))
+    coco = COCO(str(path))
+    wanted = [im["id"] for im in images[::2]]
+    instances = load_instances(path, wanted)
+    try:
+        assert sorted(instances.images) == sorted(wanted)
+        image_ids, category_ids = np.repeat(wanted, 3), np.tile([1, 5, 9], len(wanted))
+        annotated = instances.annotated(image_ids, category_ids)
+        for image_id, category_id, has in zip(image_ids, category_ids, annotated):
+            image = instances.images[image_id]
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=[int(image_id)], catIds=[int(category_id)], iscrowd=False))
+            assert bool(has) == bool(anns)
+            assert len(image.segmentations.get(int(category_id), [])) == len(anns)
+            expected = np.zeros((image.height, image.width), dtype=bool)
+            for ann in anns:
+                expected |= coco.annToMask(ann).astype(bool)
+            assert np.array_equal(category_mask(image, int(category_id)), expected)
+        def as_plain(segm):
+            return segm if isinstance(segm, dict) else [list(map(float, p)) for p in segm]
+
+        for image_id in wanted:
+            kept = instances.images[image_id].segmentations
+            for category_id in (1, 5, 9):
+                in_file = [as_plain(a["segmentation"]) for a in annotations if a["image_id"] == image_id
+                           and a["category_id"] == category_id and not a["iscrowd"]]
+                assert [as_plain(segm) for segm in kept.get(category_id, [])] == in_file
+    finally:
+        instances.close()

@@ -10,12 +10,16 @@ and the annotation id, or with `on_error: skip` left out and counted.
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import ijson
 import numpy as np
+import pandas as pd
 from pycocotools import mask as mask_utils
 
 from ..errors import InputError
@@ -37,15 +41,26 @@ class Instances:
     path: str
     category_ids: dict[str, int]           # name -> id
     category_names: dict[int, str]         # id -> name
-    images: dict[int, ImageAnnotations]
+    images: Mapping[int, ImageAnnotations]   # an ImageStore when read from a file
     # annotations left out under on_error "skip": problem -> count, and the first few named
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
 
+    def annotated(self, image_ids: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
+        """Per (image, category) pair: whether the image has a kept instance of the category."""
+        if isinstance(self.images, ImageStore):
+            return self.images.annotated(image_ids, category_ids)
+        return np.array([int(c) in self.images[int(i)].segmentations for i, c in zip(image_ids, category_ids)],
+                        dtype=bool)
+
+    def close(self) -> None:
+        if isinstance(self.images, ImageStore):
+            self.images.close()
+
 
 def _polygon_problem(polygon) -> tuple[str, str] | None:
-    """Why a polygon (a list of coordinates as in the file, or the float64 array `_compact`
-    made of it) cannot be rasterised faithfully, or None."""
+    """Why a polygon (a list of coordinates as in the file, or the float64 array
+    `_polygons_as_arrays` made of it) cannot be rasterised faithfully, or None."""
     is_sequence = isinstance(polygon, (list, np.ndarray))
     if not is_sequence or len(polygon) < 6 or len(polygon) % 2:
         size = len(polygon) if is_sequence else type(polygon).__name__
@@ -95,81 +110,145 @@ def annotation_problem(ann: dict, image: ImageAnnotations, known_categories: set
     return "bad_segmentation", f"segmentation of type {type(segm).__name__} (expected polygons or an RLE)"
 
 
-# an annotation of an image not asked for, replaced while the file is parsed
-_LEFT_OUT = object()
+class ImageStore(Mapping[int, ImageAnnotations]):
+    """The kept images' annotations, image id -> `ImageAnnotations`, with the segmentations
+    in an unlinked temporary file.
+
+    Memory holds each image's size and, per annotation, four numbers (image, category,
+    where its record lies): the polygons and RLEs, most of a COCO file, are read back an
+    image at a time when a chunk of work needs them, so the parent of a scoring run does
+    not hold the whole test split's geometry."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="vgsalign-instances-")
+        self._end = 0
+        self.sizes: dict[int, tuple[int, int]] = {}        # image id -> (height, width)
+        self._parts: list[np.ndarray] = []                  # (k, 4) int64 blocks of records
+        self._pending: list[tuple[int, int, int, int]] = []
+        self._records = np.zeros((0, 4), dtype=np.int64)    # image, category, offset, length; sorted
+
+    def add_image(self, image_id: int, height: int, width: int) -> None:
+        self.sizes[image_id] = (height, width)
+
+    def add(self, image_id: int, category_id: int, segmentation) -> None:
+        blob = pickle.dumps(segmentation, protocol=pickle.HIGHEST_PROTOCOL)
+        self._file.write(blob)
+        self._pending.append((image_id, category_id, self._end, len(blob)))
+        self._end += len(blob)
+        if len(self._pending) >= 4096:                      # tuples in bulk cost far more than arrays
+            self._parts.append(np.array(self._pending, dtype=np.int64))
+            self._pending = []
+
+    def seal(self) -> None:
+        """Done adding: sort the records by image (then category, then file order)."""
+        self._file.flush()
+        if self._pending:
+            self._parts.append(np.array(self._pending, dtype=np.int64))
+            self._pending = []
+        records = np.concatenate(self._parts) if self._parts else np.zeros((0, 4), dtype=np.int64)
+        self._parts = []
+        self._records = records[np.lexsort((records[:, 1], records[:, 0]))]   # stable: file order kept
+
+    def annotated(self, image_ids: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
+        """Per (image, category): whether the image has a kept instance of the category."""
+        have = pd.MultiIndex.from_arrays([self._records[:, 0], self._records[:, 1]])
+        return pd.MultiIndex.from_arrays([np.asarray(image_ids, dtype=np.int64),
+                                          np.asarray(category_ids, dtype=np.int64)]).isin(have)
+
+    def __getitem__(self, image_id: int) -> ImageAnnotations:
+        image_id = int(image_id)
+        height, width = self.sizes[image_id]
+        image = ImageAnnotations(image_id, height, width)
+        first, last = np.searchsorted(self._records[:, 0], [image_id, image_id + 1])
+        for _, category_id, offset, length in self._records[first:last].tolist():
+            segmentation = pickle.loads(os.pread(self._file.fileno(), length, offset))
+            image.segmentations.setdefault(category_id, []).append(segmentation)
+        return image
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __contains__(self, image_id) -> bool:
+        return image_id in self.sizes
+
+    def close(self) -> None:
+        self._file.close()
 
 
-def _compact(obj: dict, keep: set[int] | None):
-    """json.load's object_hook, called on each JSON object as soon as it is parsed: an
-    annotation of an image not in `keep` is left out at once, and every polygon that is a
-    flat list of numbers becomes one float64 array (what pycocotools makes of it anyway).
-
-    A COCO file's polygons are most of it: as Python lists of floats they take about 32
-    bytes a coordinate (7x a 22 MB file, 152 MB, for the rehearsal's 7,600 test images),
-    and all of them were alive at once until the file was parsed. Anything unusual is left
-    as it is, for the checks to name."""
-    segmentation = obj.get("segmentation")
-    if segmentation is None or "image_id" not in obj:
-        return obj
-    if keep is not None:
-        try:
-            if int(obj["image_id"]) not in keep:
-                return _LEFT_OUT
-        except (TypeError, ValueError):
-            return obj
+def _polygons_as_arrays(segmentation):
+    """Every polygon that is a flat list of numbers as one float64 array (what pycocotools
+    makes of it anyway); anything unusual is left as it is, for the checks to name."""
     if isinstance(segmentation, list):
-        for k, polygon in enumerate(segmentation):
-            if isinstance(polygon, list) and all(type(v) in (int, float) for v in polygon):
-                segmentation[k] = np.asarray(polygon, dtype=np.float64)
-    return obj
+        return [np.asarray(p, dtype=np.float64)
+                if isinstance(p, list) and all(type(v) in (int, float) for v in p) else p
+                for p in segmentation]
+    return segmentation
+
+
+def _stream(path: str | os.PathLike, prefix: str) -> Iterator:
+    """The items under `prefix` of a JSON file, one at a time (ijson's C parser), so that
+    no more than one of them is in memory."""
+    try:
+        with open(path, "rb") as fh:
+            yield from ijson.items(fh, prefix, use_float=True)
+    except FileNotFoundError:
+        raise InputError(path, "instances JSON not found") from None
+    except ijson.JSONError as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
 
 
 def load_instances(path: str | os.PathLike, image_ids: Iterable[int] | None = None,
                    on_error: str = "stop") -> Instances:
     """Read a COCO instances JSON, keeping only `image_ids` (all when None).
 
+    The file is streamed, one pass over its categories, images and annotations each: an
+    annotation of an image not kept is never held, and the kept ones go to an `ImageStore`.
     A malformed non-crowd annotation of a kept image (see `annotation_problem`) stops with
     a line naming the file and the annotation, or with on_error "skip" is left out and
     counted in `Instances.skipped`."""
     keep = None if image_ids is None else {int(i) for i in image_ids}
+    store = ImageStore()
     try:
-        with open(path) as fh:
-            data = json.load(fh, object_hook=lambda obj: _compact(obj, keep))
-    except FileNotFoundError:
-        raise InputError(path, "instances JSON not found") from None
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"not valid JSON ({err})") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
-        raise InputError(path, "not a COCO instances file (needs images, annotations, categories)")
-    try:
-        category_ids = {str(c["name"]): int(c["id"]) for c in data["categories"]}
-        images = {
-            int(im["id"]): ImageAnnotations(int(im["id"]), int(im["height"]), int(im["width"]))
-            for im in data["images"]
-            if keep is None or int(im["id"]) in keep
-        }
+        category_ids = {str(c["name"]): int(c["id"]) for c in _stream(path, "categories.item")}
+        n_images = 0
+        for im in _stream(path, "images.item"):
+            n_images += 1
+            if keep is None or int(im["id"]) in keep:
+                store.add_image(int(im["id"]), int(im["height"]), int(im["width"]))
+        missing = [name for name, n in (("categories", len(category_ids)), ("images", n_images)) if not n]
+        if missing:
+            raise InputError(path, f"not a COCO instances file (needs images, annotations, categories; "
+                                   f"found no {' and no '.join(missing)})")
         instances = Instances(path=str(path), category_ids=category_ids,
-                              category_names={v: k for k, v in category_ids.items()}, images=images)
+                              category_names={v: k for k, v in category_ids.items()}, images=store)
         known = set(category_ids.values())
-        for ann in data["annotations"]:
-            if ann is _LEFT_OUT:
+        for ann in _stream(path, "annotations.item"):
+            image_id = int(ann["image_id"])
+            if image_id not in store.sizes or int(ann.get("iscrowd", 0)):
                 continue
-            image = images.get(int(ann["image_id"]))
-            if image is None or int(ann.get("iscrowd", 0)):
-                continue
-            problem = annotation_problem(ann, image, known)
+            ann["segmentation"] = _polygons_as_arrays(ann.get("segmentation"))
+            height, width = store.sizes[image_id]
+            problem = annotation_problem(ann, ImageAnnotations(image_id, height, width), known)
             if problem is None:
-                image.segmentations.setdefault(int(ann["category_id"]), []).append(ann["segmentation"])
+                store.add(image_id, int(ann["category_id"]), ann["segmentation"])
                 continue
-            where = f"annotation {ann.get('id', '?')} (image {image.image_id})"
+            where = f"annotation {ann.get('id', '?')} (image {image_id})"
             kind, message = problem
             if on_error != "skip":
                 raise InputError(path, f"{where}: {message} (scores.on_error: skip leaves such annotations out)")
             instances.skipped[kind] = instances.skipped.get(kind, 0) + 1
             if len(instances.skipped_examples) < 5:
                 instances.skipped_examples.append(f"{where}: {message}")
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        store.close()
         raise InputError(path, f"malformed COCO instances entry ({type(err).__name__}: {err})") from None
+    except InputError:
+        store.close()
+        raise
+    store.seal()
     return instances
 
 

@@ -420,8 +420,7 @@ def plan_scoring(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, in
     _check_tensor_metadata(info, pairs, rows)
     starts, ends, clipped = spans_on_tensor(*word_spans(pairs, timing, settings.mode), timing, reason,
                                              settings.mode)
-    annotated = np.array([c in instances.images[i].segmentations for i, c in zip(image_ids, category_ids)],
-                         dtype=bool)
+    annotated = instances.annotated(image_ids, category_ids)
     reason[(reason == "") & ~annotated] = "category_not_in_image"
     clipped &= reason == ""
 
