@@ -47,6 +47,7 @@ from vgsalign.scores.run import run_scores  # noqa: E402
 TARGET_RATIO = 100.0
 TARGET_SECONDS = 120.0
 TARGET_MEMORY_GB = 2.0
+TARGET_GROWTH = 1.3          # peak memory from the smallest to the largest scale
 
 
 # ---------------------------------------------------------------- 1. native vs upsampled
@@ -269,11 +270,18 @@ def measure_scales(folder: Path, base_pairs: int, scales: list[int], workers: in
 
 def print_scales(rows: list[dict], workers: int) -> None:
     print(f"\n3. memory at scale ({workers} worker process(es); PSS summed over the tree, RSS of the largest process)")
-    print("   scale    pairs  tensors.h5  wall s  peak PSS tree  RSS parent  RSS worker  PSS vs 1x  worker vs 1x")
+    print("   scale    pairs  tensors.h5  wall s  peak PSS tree  RSS parent  RSS worker    PSS   parent  worker"
+          "  (vs 1x)")
+    first = rows[0]
     for row in rows:
         print(f"   {row['scale']:>4}x {row['pairs']:>8} {row['tensors_gb']:8.2f} GB {row['seconds']:7.1f}"
-              f"  {row['pss_gb']:10.2f} GB {row['parent_gb']:8.2f} GB {row['worker_gb']:8.2f} GB"
-              f"  {row['pss_gb'] / rows[0]['pss_gb']:8.2f}x  {row['worker_gb'] / rows[0]['worker_gb']:10.2f}x")
+              f"  {row['pss_gb'] * 1e3:10.0f} MB {row['parent_gb'] * 1e3:8.0f} MB {row['worker_gb'] * 1e3:8.0f} MB"
+              f"  {row['pss_gb'] / first['pss_gb']:5.2f}x {row['parent_gb'] / first['parent_gb']:7.2f}x"
+              f" {row['worker_gb'] / first['worker_gb']:6.2f}x")
+    last = rows[-1]
+    growth = max(last[k] / first[k] for k in ("pss_gb", "parent_gb", "worker_gb"))
+    print(f"   largest growth {first['scale']}x -> {last['scale']}x: {growth:.2f}x (target <= {TARGET_GROWTH:.1f}x: "
+          f"{'met' if growth <= TARGET_GROWTH else 'NOT met'})")
 
 
 def print_comparison(args) -> None:

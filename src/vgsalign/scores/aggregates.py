@@ -10,6 +10,7 @@ not depend on which other groups exist or on the order they are computed in.
 from __future__ import annotations
 
 import hashlib
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def stable_seed(*parts: object) -> int:
 
 def bootstrap_intervals(
     utterance_codes: np.ndarray, values: np.ndarray, n_resamples: int, seed: int,
-    confidence: float = 0.95, block_elements: int = 1_000_000,
+    confidence: float = 0.95, block_elements: int = 250_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile intervals of per-column means, resampling utterances.
 
@@ -54,7 +55,7 @@ def bootstrap_intervals(
         size = min(block, n_resamples - start)
         draws = rng.integers(0, n_utt, size=(size, n_utt))
         # how often each utterance was drawn, per resample (in place and freed early: a
-        # block is block_elements values, 8 MB per copy, whatever the number of utterances)
+        # block is block_elements values, 2 MB per copy, whatever the number of utterances)
         draws += (np.arange(size) * n_utt)[:, None]
         counted = np.bincount(draws.ravel(), minlength=size * n_utt)
         del draws
@@ -87,8 +88,16 @@ def group_summary(group: pd.DataFrame, n_resamples: int, seed: int, name: str) -
 
 def category_table(scored: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
     """One row per category (sorted by name) with counts, means and 95% intervals."""
+    columns = ["utt_id", "category_id", "mask_area_share", "word_duration_s", *[c for c, _ in MEAN_COLUMNS]]
+    codes, names = pd.factorize(scored["category"], sort=True)
+    # each category's pairs in pair order, taken a category at a time and only the
+    # columns the summary reads (a groupby would first copy the whole frame sorted)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     rows = []
-    for category, group in scored.groupby("category", sort=True):
+    for k, category in enumerate(names):
+        members = order[bounds[k]:bounds[k + 1]]
+        group = pd.DataFrame({c: scored[c].to_numpy()[members] for c in columns})
         row = {"category": category, "category_id": int(group["category_id"].iloc[0])}
         row.update(group_summary(group, n_resamples, seed, f"category:{category}"))
         rows.append(row)
@@ -99,54 +108,92 @@ def overall_summary(scored: pd.DataFrame, n_resamples: int, seed: int) -> dict[s
     return group_summary(scored, n_resamples, seed, "all")
 
 
+class ConfusionSums:
+    """The confusion rows summed as the chunks arrive: per (word category, region) the
+    four scores' sums and the number of rows, instead of a row per pair and region.
+
+    A confusion row is one scored pair against one region of its image (an annotated
+    category, BACKGROUND or OTHER) with its four scores. Chunks are folded in chunk order,
+    those that finish early waiting for the ones before them, so the sums (and every
+    table) do not depend on the number of workers or the order they finish in."""
+
+    def __init__(self, category_ids: Iterable[int]):
+        from .masks import BACKGROUND, OTHER
+
+        self.categories = np.array(sorted({int(c) for c in category_ids}), dtype=np.int64)
+        self.regions = np.r_[self.categories, [BACKGROUND, OTHER]].astype(np.int64)
+        self.sums = np.zeros((len(self.categories), len(self.regions), len(SCORE_NAMES)))
+        self.counts = np.zeros((len(self.categories), len(self.regions)), dtype=np.int64)
+        self._special = {BACKGROUND: len(self.categories), OTHER: len(self.categories) + 1}
+        self._next, self._waiting = 0, {}
+
+    def add(self, index: int, word_category: np.ndarray, region: np.ndarray, values: np.ndarray) -> None:
+        """Chunk `index`'s rows: each row's word category, region and (m, 4) scores."""
+        self._waiting[index] = (word_category, region, values)
+        while self._next in self._waiting:
+            self._fold(*self._waiting.pop(self._next))
+            self._next += 1
+
+    def _fold(self, word_category: np.ndarray, region: np.ndarray, values: np.ndarray) -> None:
+        if not len(region):
+            return
+        row = self._position(word_category)
+        column = np.where(region >= 0, self._position(np.maximum(region, 0), region >= 0), 0)
+        for key, position in self._special.items():
+            column[region == key] = position
+        np.add.at(self.sums, (row, column), values)
+        np.add.at(self.counts, (row, column), 1)
+
+    def _position(self, ids: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        position = np.minimum(np.searchsorted(self.categories, ids), len(self.categories) - 1)
+        check = self.categories[position] == ids
+        if not (check if where is None else check | ~where).all():
+            raise RuntimeError("internal error: a confusion row of a category the annotations do not name")
+        return position
+
+    def check_complete(self, n_chunks: int) -> None:
+        if self._next != n_chunks or self._waiting:
+            raise RuntimeError(f"internal error: confusion rows of {self._next} of {n_chunks} chunks folded")
+
+
 def confusion_tables(
-    scored: pd.DataFrame, confusion: pd.DataFrame, category_names: dict[int, str]
+    scored: pd.DataFrame, confusion: ConfusionSums, category_names: dict[int, str]
 ) -> dict[str, pd.DataFrame]:
     """Word category x (annotated category + background) tables, one per score.
 
-    `confusion` is long: pair (row position in `scored`), region (category id,
-    BACKGROUND or OTHER), and the four scores against that region. Cell (c, d) is the
-    mean over ALL pairs of word category c of the score against M_d minus M_c, taking 0
-    where d is not annotated in the pair's image; cell (c, c) is the score itself. So a
-    row is the average split of the attention: for the object scores own +
-    other_categories + background = 1 for every pair, and own + the category columns +
-    background = 1 when the other masks do not overlap each other.
+    Cell (c, d) is the mean over ALL pairs of word category c of the score against M_d
+    minus M_c, taking 0 where d is not annotated in the pair's image; cell (c, c) is the
+    score itself. So a row is the average split of the attention: for the object scores
+    own + other_categories + background = 1 for every pair, and own + the category columns
+    + background = 1 when the other masks do not overlap each other.
     """
-    from .masks import BACKGROUND, OTHER
-
-    word_category = scored["category_id"].to_numpy()[confusion["pair"].to_numpy()]
     n_pairs = scored.groupby("category_id").size()
-    region_ids = sorted(r for r in confusion["region"].unique() if r >= 0)
-    column_of = {r: category_names[r] for r in region_ids}
-    column_of[BACKGROUND] = BACKGROUND_COLUMN
-    column_of[OTHER] = OTHER_COLUMN
-    columns = [category_names[r] for r in sorted(region_ids, key=lambda r: category_names[r])]
-    columns += [BACKGROUND_COLUMN, OTHER_COLUMN]
     rows = sorted(n_pairs.index, key=lambda c: category_names[c])
+    n_categories = len(confusion.categories)
+    present = confusion.counts[:, :n_categories].sum(axis=0) > 0
+    columns = sorted(np.flatnonzero(present).tolist(), key=lambda k: category_names[int(confusion.categories[k])])
+    columns += [n_categories, n_categories + 1]                # background, other categories
+    names = [category_names[int(confusion.categories[k])] for k in columns[:-2]]
+    names += [BACKGROUND_COLUMN, OTHER_COLUMN]
+    row_positions = np.searchsorted(confusion.categories, rows)
+    counts = n_pairs.reindex(rows).to_numpy()
     tables = {}
-    for score in SCORE_NAMES:
-        sums = (
-            pd.DataFrame({"row": word_category, "region": confusion["region"].to_numpy(),
-                          "value": confusion[score].to_numpy()})
-            .groupby(["row", "region"], sort=True)["value"].sum()
-            .unstack(fill_value=0.0)
-            .rename(columns=column_of)
-        )
-        sums = sums.reindex(index=rows, columns=columns, fill_value=0.0)
-        table = sums.div(n_pairs.reindex(rows).to_numpy(), axis=0)
-        table.insert(0, "n_pairs", n_pairs.reindex(rows).to_numpy())
+    for k, score in enumerate(SCORE_NAMES):
+        sums = confusion.sums[np.ix_(row_positions, columns, [k])][:, :, 0]
+        table = pd.DataFrame(sums / counts[:, None], columns=names)
+        table.insert(0, "n_pairs", counts)
         table.insert(0, "category", [category_names[c] for c in rows])
-        tables[score] = table.reset_index(drop=True)
+        tables[score] = table
     return tables
 
 
-def confusion_counts(scored: pd.DataFrame, confusion: pd.DataFrame, category_names: dict[int, str]) -> pd.DataFrame:
+def confusion_counts(confusion: ConfusionSums, category_names: dict[int, str]) -> pd.DataFrame:
     """How many pairs of each word category have each other category in their image."""
-    word_category = scored["category_id"].to_numpy()[confusion["pair"].to_numpy()]
-    frame = pd.DataFrame({"row": word_category, "region": confusion["region"].to_numpy()})
-    frame = frame[frame["region"] >= 0]
-    counts = frame.groupby(["row", "region"]).size().unstack(fill_value=0)
-    counts = counts.rename(index=category_names, columns=category_names)
-    counts = counts.reindex(index=sorted(counts.index), columns=sorted(counts.columns), fill_value=0)
-    counts.index.name = "category"
-    return counts.reset_index()
+    n_categories = len(confusion.categories)
+    counts = confusion.counts[:, :n_categories]
+    names = [category_names[int(c)] for c in confusion.categories]
+    rows = sorted(np.flatnonzero(counts.sum(axis=1) > 0).tolist(), key=names.__getitem__)
+    columns = sorted(np.flatnonzero(counts.sum(axis=0) > 0).tolist(), key=names.__getitem__)
+    table = pd.DataFrame(counts[np.ix_(rows, columns)], columns=[names[k] for k in columns])
+    table.insert(0, "category", [names[k] for k in rows])
+    return table

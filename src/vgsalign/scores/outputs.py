@@ -24,7 +24,7 @@ import pandas as pd
 from .. import __version__
 from ..atomic import write_csv, write_json
 from ..errors import InputError
-from .aggregates import category_table, confusion_counts, confusion_tables, overall_summary
+from .aggregates import ConfusionSums, category_table, confusion_counts, confusion_tables, overall_summary
 from .alignment import SCORE_NAMES, softmax_families
 from .plan import EXCLUSION_REASONS, ScoringPlan
 from .worker import VALUE_COLUMNS
@@ -41,13 +41,11 @@ RANDOM_BASELINE_TEXT = {
 
 @dataclass
 class Scored:
-    """What the chunks gave, merged: per-pair values and reasons, confusion rows."""
+    """What the chunks gave, merged: per-pair values and reasons, the confusion sums."""
 
     values: np.ndarray | None      # (n_pairs, len(VALUE_COLUMNS)), NaN where not scored (None once in the frame)
     reason: np.ndarray             # "" scored, else an exclusion reason
-    conf_pair: np.ndarray | None    # None once taken into the confusion frame
-    conf_region: np.ndarray | None
-    conf_values: np.ndarray | None
+    confusion: ConfusionSums       # the confusion rows of the scored pairs, summed per cell
 
 
 def count_reasons(reason: np.ndarray) -> dict[str, int]:
@@ -114,7 +112,7 @@ def _umask() -> int:
 # pairs.csv columns copied into pair_scores.csv after the scores, where present
 TIMING_COLUMNS = ("onset_s", "offset_s", "onset_frame", "offset_frame", "pad_frames")
 # pair_scores.csv is written this many rows at a time, so it never exists whole in memory
-PAIR_BLOCK_ROWS = 16384
+PAIR_BLOCK_ROWS = 4096
 
 
 def utterance_codes(utt_ids: list[str]) -> np.ndarray:
@@ -169,24 +167,6 @@ def write_pair_scores(path: Path, plan: ScoringPlan, scored: Scored, frame: pd.D
             table.to_csv(fh, index=False, header=first == 0)
 
 
-def _confusion_frame(scored: Scored, position: np.ndarray) -> pd.DataFrame:
-    """Long confusion rows of the scored pairs, in pair order (sums independent of workers).
-
-    Takes the rows out of `scored` (they are not needed twice), so that they are held
-    once, sorted, rather than beside a sorted copy."""
-    pair, region, values = position[scored.conf_pair], scored.conf_region, scored.conf_values
-    scored.conf_pair = scored.conf_region = scored.conf_values = None
-    keep = pair >= 0
-    if not keep.all():
-        pair, region, values = pair[keep], region[keep], values[keep]
-    order = np.lexsort((region, pair))
-    confusion = pd.DataFrame({"pair": pair[order], "region": region[order]})
-    del pair, region
-    for k, score in enumerate(SCORE_NAMES):
-        confusion[score] = values[order, k]
-    return confusion
-
-
 def run_options(plan: ScoringPlan) -> dict:
     """The options every table repeats in its last columns."""
     return {k: getattr(plan.setup.settings, k) for k in OPTION_COLUMNS}
@@ -199,17 +179,14 @@ def build_tables(plan: ScoringPlan, scored: Scored, frame: pd.DataFrame) -> dict
     excluded = plan.pairs.iloc[np.flatnonzero(reason != "")][PAIR_KEY_COLUMNS].copy()
     excluded["reason"] = reason[reason != ""].astype(str)
     categories = category_table(frame, settings.bootstrap, settings.seed)
-    position = np.full(len(plan.pairs), -1, dtype=np.int64)
-    position[reason == ""] = np.arange(int((reason == "").sum()))
-    confusion = _confusion_frame(scored, position)
-    del position
+    confusion = scored.confusion
     names = plan.instances.category_names
     tables = {"excluded_pairs.csv": excluded, "category_scores.csv": categories}
     tables.update({f"confusion_{s}.csv": t for s, t in confusion_tables(frame, confusion, names).items()})
     for table in tables.values():
         for key, value in options.items():
             table[key] = value
-    tables["confusion_counts.csv"] = confusion_counts(frame, confusion, names)
+    tables["confusion_counts.csv"] = confusion_counts(confusion, names)
     return tables
 
 

@@ -160,22 +160,33 @@ def time_mapping(info: TensorInfo, *, frames_per_tensor_frame: float | None, fra
 # ---------------------------------------------------------------- pairs
 
 
+PAIR_NUMERIC_COLUMNS = ("image_id", "word_index", "category_id", "onset_frame", "offset_frame", "onset_s",
+                        "offset_s", "pad_frames", "n_frames", "duration_s", "similarity")
+
+
+def _read_pairs_table(path: Path) -> pd.DataFrame:
+    """pairs.csv with its numeric columns parsed while it is read (a string per cell of a
+    600,000-pair table costs far more than the table); a numeric column with a value that
+    is not a number stays text, for `read_pairs` to name the lines."""
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+        text = {c: str for c in header if c not in PAIR_NUMERIC_COLUMNS}
+        return pd.read_csv(path, dtype=text, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read as CSV ({err})") from None
+
+
 def read_pairs(path: str | os.PathLike, mode: str) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "pairs table not found")
-    try:
-        pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(path, f"cannot read as CSV ({err})") from None
+    pairs = _read_pairs_table(path)
     needed = ["utt_id", "image_id", "word_index", "word", "category"]
     needed += ["onset_frame", "offset_frame"] if mode == "reference" else ["onset_s", "offset_s", "pad_frames"]
     missing = [c for c in needed if c not in pairs.columns]
     if missing:
         raise InputError(path, f"missing column(s) {missing} (mode {mode})")
-    numeric = [c for c in ("image_id", "word_index", "category_id", "onset_frame", "offset_frame",
-                           "onset_s", "offset_s", "pad_frames", "n_frames", "duration_s", "similarity")
-               if c in pairs.columns]
+    numeric = [c for c in PAIR_NUMERIC_COLUMNS if c in pairs.columns]
     for column in numeric:
         values = pd.to_numeric(pairs[column], errors="coerce")
         bad = ~np.isfinite(values.to_numpy(dtype=np.float64))

@@ -17,9 +17,9 @@ the folder replaced as a whole). Every number depends only on its own utterance,
 results do not depend on the number of processes.
 
 Memory: the worker processes start before the pairs are read and hold one chunk at a
-time; this process keeps the pairs table, a row of numbers per scored pair and the
-confusion rows (numeric arrays, no Python object per pair), and writes pair_scores.csv
-a block of rows at a time.
+time; this process keeps the pairs table and a row of numbers per scored pair (numeric
+arrays, no Python object per pair), sums the confusion rows into the tables' cells as
+each chunk arrives, and writes pair_scores.csv a block of rows at a time.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..runtime import usable_cpus
+from ..runtime import release_freed_memory, usable_cpus
 from ..settings import settings_from_json
+from .aggregates import ConfusionSums
 from .alignment import NORMALIZATIONS, SCORE_NAMES, SOFTMAX_CHOICES
 from .instances import ON_ERROR_CHOICES
 from .outputs import Scored, build_summary, build_tables, count_reasons, scored_frame, write_run
@@ -58,28 +59,28 @@ def _read_retrieval(path) -> dict | None:
 
 
 def score_plan(plan: ScoringPlan, pool: WorkerPool | None) -> Scored:
-    """Run every chunk (over the pool's workers, or here without one) and merge the results."""
+    """Run every chunk (over the pool's workers, or here without one) and merge the results.
+
+    The per-pair values are kept (pair_scores.csv has a row per pair); a chunk's confusion
+    rows, several per pair, are summed into the confusion tables' cells as it arrives."""
     n_pairs = len(plan.pairs)
     values = np.full((n_pairs, len(VALUE_COLUMNS)), np.nan)
     reason = plan.reason.copy()
-    conf = []
-    # merged as they arrive (nothing held twice); the confusion rows are sorted by pair
-    # when written, so the order chunks finish in changes no output
-    for _, result in (run_here(plan) if pool is None else pool.run(plan)):
+    confusion = ConfusionSums(plan.instances.category_ids.values())
+    for index, result in (run_here(plan) if pool is None else pool.run(plan)):
         values[result.pair_index] = result.values
         status = np.array(result.status, dtype=object)
         reason[result.pair_index] = np.where(status == "", reason[result.pair_index], status)
-        conf.append((result.conf_pair, result.conf_region, result.conf_values))
+        # only the rows of pairs scored in the end count (an excluded pair has no row in the tables)
+        kept = reason[result.conf_pair] == ""
+        confusion.add(index, plan.category_ids[result.conf_pair[kept]], result.conf_region[kept],
+                      result.conf_values[kept])
+    confusion.check_complete(plan.n_chunks)
     if not (reason == "").any():
         raise InputError(plan.pairs_path, f"no pair could be scored; exclusions: {count_reasons(reason)}")
     if not np.isfinite(values[reason == ""]).all():      # defensive: never a NaN in a mean
         raise RuntimeError("internal error: a scored pair has a non-finite value")
-    return Scored(
-        values=values, reason=reason,
-        conf_pair=np.concatenate([c[0] for c in conf]) if conf else np.zeros(0, np.int64),
-        conf_region=np.concatenate([c[1] for c in conf]) if conf else np.zeros(0, np.int64),
-        conf_values=np.concatenate([c[2] for c in conf]) if conf else np.zeros((0, len(SCORE_NAMES))),
-    )
+    return Scored(values=values, reason=reason, confusion=confusion)
 
 
 def worker_count(threads: int, n_tensors: int, chunk_utterances: int) -> int:
@@ -111,6 +112,7 @@ def run_scores(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, inst
                             frames=frames, utt_ids=utt_ids, frames_per_tensor_frame=frames_per_tensor_frame,
                             on_missing=on_missing, chunk_utterances=chunk_utterances, inspected=inspected)
         del inspected
+        release_freed_memory()  # what reading the pairs and annotations freed, before the results arrive
         if plan.instances.skipped:
             print(f"vgsalign score-pairs: warning: {sum(plan.instances.skipped.values())} annotation(s) of "
                   f"{instances_json} left out (on_error skip): {plan.instances.skipped}; first: "
@@ -122,6 +124,7 @@ def run_scores(*, tensors: str | os.PathLike, pairs_csv: str | os.PathLike, inst
               "retrieval": None if retrieval is None else str(retrieval), "utt_ids": utt_ids and str(utt_ids)}
     summary = build_summary(plan=plan, scored=scored, frame=frame, inputs=inputs,
                             retrieval_figures=retrieval_figures, workers=threads, started=started)
+    release_freed_memory()      # the tables' temporaries, before pair_scores.csv's blocks
     write_run(out_dir, plan, scored, frame, tables, summary)
     return summary
 
