@@ -156,6 +156,35 @@ def test_multi_word_labels_use_gensim_n_similarity_and_unknown_words_are_reporte
     assert row2["similarity"] == pytest.approx(float(kv.similarity("table", "dining")), rel=1e-5)
 
 
+def test_similarities_of_distinct_pairs_equal_one_call_per_row():
+    """Each distinct (noun, label) asks the vectors once: every row equals its own
+    n_similarity call, and the report counts every row, in order of first appearance."""
+    rng = np.random.default_rng(2)
+    words = ["table", "dog", "car", "person"]
+    labels_of = {1: [(67, "dining table", "dining table"), (18, "dog", "dog")],
+                 2: [(90, "blorp thing", "blorp thingz"), (3, "car", "car")], 3: [(18, "dog", "dog")]}
+    nouns_table = pd.DataFrame({"utt_id": [f"u{k // 3}" for k in range(60)], "image_id": rng.choice([1, 2, 3, 4], 60),
+                                "word_index": [k % 3 for k in range(60)], "word": rng.choice(words, 60)})
+    label_table = pd.DataFrame([{"image_id": i, "category_id": c, "category": n, "label_tokens": t}
+                                for i, rows in labels_of.items() for c, n, t in rows])
+    kv = tiny_kv()
+    table, report = similarities.noun_label_similarities(nouns_table, label_table, kv)
+    merged = nouns_table.merge(label_table, on="image_id")
+    expected_unknown: dict[str, int] = {}
+    for label in merged["label_tokens"]:
+        for token in label.split():
+            if token not in kv.key_to_index:
+                expected_unknown[token] = expected_unknown.get(token, 0) + 1
+    assert list(report["unknown_label_words"].items()) == list(expected_unknown.items())
+    assert report["noun_label_pairs"] == len(merged) and len(table) == int((merged["category_id"] != 90).sum())
+    for row in table.itertuples():
+        label = labels_of[row.image_id]
+        tokens = next(t for c, _, t in label if c == row.category_id).split()
+        present = [t for t in tokens if t in kv.key_to_index]
+        assert row.similarity == float(kv.n_similarity([row.word], present))
+        assert row.tokens_used == " ".join(present)
+
+
 # ----------------------------------------------------------------------------- pairs
 
 def test_threshold_edge_and_ties():

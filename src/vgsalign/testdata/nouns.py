@@ -58,9 +58,11 @@ def tag_utterances(words: pd.DataFrame, tagger: BatchPerceptronTagger) -> pd.Ser
     first; each utterance is one sentence, blank words are left out of it (tag "")."""
     ordered = words.sort_values(["utt_id", "word_index"], kind="stable")
     utterance = pd.factorize(ordered["utt_id"])[0]
-    raw = ordered["word"].tolist()
-    kept = np.array([bool(w.strip()) for w in raw], dtype=bool)
-    tokens = [w.lower() for w, k in zip(raw, kept) if k]
+    # Python's strip and lower (the words NLTK would be given), once per distinct word
+    code, distinct = pd.factorize(ordered["word"].to_numpy(dtype=object))
+    distinct = distinct.tolist()
+    kept = np.array([bool(w.strip()) for w in distinct], dtype=bool)[code]
+    tokens = np.array([w.lower() for w in distinct], dtype=object)[code[kept]].tolist()
     lengths = np.bincount(utterance[kept], minlength=int(utterance.max()) + 1 if len(utterance) else 0)
     ends = np.cumsum(lengths).tolist()
     sentences = [tokens[end - n:end] for end, n in zip(ends, lengths.tolist())]

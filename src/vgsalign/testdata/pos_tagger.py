@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 START = ("-START-", "-START2-")
 END = ("-END-", "-END2-")
@@ -93,30 +94,38 @@ class BatchPerceptronTagger:
         n_tokens = int(lengths.sum())
         if n_tokens == 0:
             return [[] for _ in sentences]
-        words = [w for s in sentences for w in s]
-        # per token: its context words (NLTK pads each sentence with START and END)
-        context_vocab: dict[str, int] = {}
-        padded = []
-        for sentence in sentences:
-            padded.append([context_vocab.setdefault(w, len(context_vocab))
-                           for w in (*START, *map(normalize, sentence), *END)])
+        # each distinct word is normalised and looked up once (a split has millions of
+        # tokens and tens of thousands of distinct words)
+        word_code, distinct = pd.factorize(np.array([w for s in sentences for w in s], dtype=object))
+        distinct = distinct.tolist()
+        context_vocab: dict[str, int] = {w: i for i, w in enumerate((*START, *END))}
+        distinct_context = np.array([context_vocab.setdefault(normalize(w), len(context_vocab)) for w in distinct],
+                                    dtype=np.int64)
         context_words = list(context_vocab)
         row = self.feature_row.get
         rows_of = {name: np.array([row(f"{name} {w}", 0) for w in context_words]) for name in
                    ("i word", "i-1 word", "i-2 word", "i+1 word", "i+2 word")}
         for name in ("i-1 suffix", "i+1 suffix"):
             rows_of[name] = np.array([row(f"{name} {w[-3:]}", 0) for w in context_words])
-        ctx = np.array([c for p in padded for c in p], dtype=np.int64)
-        # ctx index of the token itself: sentence k's words sit after its 2 START markers
+        # per token: its context words (NLTK pads each sentence with START and END); the
+        # token itself sits after its sentence's 2 START markers
         padded_start = np.concatenate([[0], np.cumsum(lengths + 4)[:-1]])
         token_sentence = np.repeat(np.arange(len(sentences)), lengths)
         token_position = np.arange(n_tokens) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         here = padded_start[token_sentence] + 2 + token_position
+        ctx = np.empty(int((lengths + 4).sum()), dtype=np.int64)
+        for k, marker in enumerate(START):
+            ctx[padded_start + k] = context_vocab[marker]
+        for k, marker in enumerate(END):
+            ctx[padded_start + 2 + lengths + k] = context_vocab[marker]
+        ctx[here] = distinct_context[word_code]
         i_word = ctx[here]
+        suffix_row = np.array([row(f"i suffix {w[-3:]}", 0) for w in distinct], dtype=np.int64)
+        pref1_row = np.array([row(f"i pref1 {w[0] if w else ''}", 0) for w in distinct], dtype=np.int64)
         static = np.stack([
             np.full(n_tokens, self.bias_row),
-            np.array([row(f"i suffix {w[-3:]}", 0) for w in words]),
-            np.array([row(f"i pref1 {w[0] if w else ''}", 0) for w in words]),
+            suffix_row[word_code],
+            pref1_row[word_code],
             rows_of["i word"][i_word],
             rows_of["i-1 word"][ctx[here - 1]],
             rows_of["i-1 suffix"][ctx[here - 1]],
@@ -125,9 +134,9 @@ class BatchPerceptronTagger:
             rows_of["i+1 suffix"][ctx[here + 1]],
             rows_of["i+2 word"][ctx[here + 2]],
         ], axis=1)
-        from_dict = [self.tagdict.get(w) for w in words]
-        known = np.array([t is not None and t != "" for t in from_dict])
-        dict_tag = np.array([self.tag_id[t] if t else -1 for t in from_dict], dtype=np.int64)
+        from_dict = [self.tagdict.get(w) for w in distinct]
+        known = np.array([t is not None and t != "" for t in from_dict], dtype=bool)[word_code]
+        dict_tag = np.array([self.tag_id[t] if t else -1 for t in from_dict], dtype=np.int64)[word_code]
         tag = np.full(n_tokens, -1, dtype=np.int64)
         prev = np.full(len(sentences), self.tag_id[START[0]], dtype=np.int64)
         prev2 = np.full(len(sentences), self.tag_id[START[1]], dtype=np.int64)

@@ -32,32 +32,41 @@ SIMILARITY_COLUMNS = ["utt_id", "image_id", "word_index", "word", "category_id",
 
 
 def noun_label_similarities(nouns: pd.DataFrame, labels: pd.DataFrame, kv) -> tuple[pd.DataFrame, dict]:
-    """One row per (kept noun, label of its image); and a report of unknown label words."""
+    """One row per (kept noun, label of its image); and a report of unknown label words.
+
+    Each distinct label is split and looked up once, and each distinct (noun, label) pair
+    asks the vectors once: a split has millions of noun-label rows but a few thousand
+    distinct pairs."""
     known = kv.key_to_index
     pairs = nouns.merge(labels[["image_id", "category_id", "category", "label_tokens"]], on="image_id", how="inner")
-    cache: dict[tuple[str, str], float] = {}
-    similarity, used, missing = [], [], []
+    # distinct labels in order of first appearance, so the report's counts keep that order
+    label_code, label_texts = pd.factorize(pairs["label_tokens"].to_numpy(dtype=object))
+    label_rows = np.bincount(label_code, minlength=len(label_texts)) if len(label_code) else np.zeros(0, int)
     unknown_tokens: dict[str, int] = {}
     unknown_labels: dict[str, int] = {}
-    for word, label in zip(pairs["word"], pairs["label_tokens"]):
+    present_of, used_of, missing_of = [], [], []
+    for label, rows in zip(label_texts, label_rows.tolist()):
         tokens = label.split()
         present = [t for t in tokens if t in known]
         absent = [t for t in tokens if t not in known]
         for t in absent:
-            unknown_tokens[t] = unknown_tokens.get(t, 0) + 1
+            unknown_tokens[t] = unknown_tokens.get(t, 0) + rows
         if not present:
-            unknown_labels[label] = unknown_labels.get(label, 0) + 1
-            similarity.append(np.nan)
-        else:
-            key = (word, " ".join(present))
-            if key not in cache:
-                cache[key] = float(kv.n_similarity([word], present))
-            similarity.append(cache[key])
-        used.append(" ".join(present))
-        missing.append(" ".join(absent))
-    pairs["similarity"] = similarity
-    pairs["tokens_used"] = used
-    pairs["tokens_missing"] = missing
+            unknown_labels[label] = unknown_labels.get(label, 0) + rows
+        present_of.append(present)
+        used_of.append(" ".join(present))
+        missing_of.append(" ".join(absent))
+    word_code, word_texts = pd.factorize(pairs["word"].to_numpy(dtype=object))
+    distinct, row_of = np.unique(word_code.astype(np.int64) * max(1, len(label_texts)) + label_code,
+                                 return_inverse=True)
+    values = np.full(len(distinct), np.nan)
+    for k, key in enumerate(distinct.tolist()):
+        word, label = divmod(key, max(1, len(label_texts)))
+        if present_of[label]:
+            values[k] = float(kv.n_similarity([word_texts[word]], present_of[label]))
+    pairs["similarity"] = values[row_of.ravel()] if len(pairs) else np.zeros(0)
+    pairs["tokens_used"] = np.array(used_of, dtype=object)[label_code] if len(pairs) else []
+    pairs["tokens_missing"] = np.array(missing_of, dtype=object)[label_code] if len(pairs) else []
     scored = pairs[pairs["similarity"].notna()]
     report = {
         "noun_label_pairs": len(pairs), "similarities": len(scored),
