@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from measured import run_measured  # noqa: E402  (benchmarks/measured.py)
 TARGET_CAPTIONS_PER_S = 2000.0
 THREADS = 2   # the testdata_dataset rule's threads (its caption readers)
 VAL2014_CAPTIONS = 202_654   # SPEECH-COCO val2014
@@ -136,32 +138,9 @@ def step_commands(config: dict, speech_root: Path, coco_root: Path, split: str, 
     }
 
 
-# Starts each step from a small Python process, not from this one: a child's ru_maxrss
-# counts the RSS of the process that spawned it (Linux keeps the old address space's peak
-# across exec), and this one holds the instances of the corpus it cloned.
-LAUNCHER = """
-import json, os, sys
-pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ,
-                     file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)])  # the step's stdout to the log
-_, status, usage = os.wait4(pid, 0)
-print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss,
-                  "cpu": usage.ru_utime + usage.ru_stime}))
-"""
-
-
 def run_step(argv: list[str], src: Path, log: Path) -> dict:
-    """Run one step in its own process (through LAUNCHER): wall s, CPU s (user + system) and peak RSS (MB)."""
-    env = {**os.environ, "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    with open(log, "w") as fh:
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-m", "vgsalign.cli", *argv],
-                              stdout=subprocess.PIPE, stderr=fh, env=env, text=True)
-        wall = time.perf_counter() - start
-    lines = proc.stdout.strip().splitlines()
-    usage = json.loads(lines[-1]) if lines else {"exit": proc.returncode}
-    if proc.returncode or usage["exit"]:
-        sys.exit(f"bench_testdata: {argv[0]} failed (exit {usage['exit']}); see {log}")
-    return {"wall": wall, "cpu": usage["cpu"], "rss_mb": usage["maxrss_kb"] / 1024}
+    """Run one step in its own process: wall s, CPU s (user + system) and peak RSS (MB)."""
+    return run_measured([sys.executable, "-m", "vgsalign.cli", *argv], log=log, src=src, name="bench_testdata")
 
 
 def run_steps(commands: dict[str, list[str]], src: Path, out: Path, keep: Path) -> dict[str, dict]:

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from measured import run_measured  # noqa: E402  (benchmarks/measured.py)
 from vgsalign.features.shard_writer import write_shard  # noqa: E402
 from vgsalign.settings import settings_from_dict  # noqa: E402
 from vgsalign.train import chunks  # noqa: E402
@@ -150,28 +151,10 @@ def loader_figures(shard_counts: list[int], images: int, shape: InputShape, batc
                       f"CPU-second), peak RSS {r['peak_rss_mb']:,.0f} MB; load average {load}", flush=True)
 
 
-# Starts the step from a small Python process, not from this one: a child's ru_maxrss
-# counts the RSS of the process that spawned it (Linux records the old address space's
-# peak at exec), and this one holds torch and the shards it wrote.
-LAUNCHER = """
-import json, os, sys
-pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}))
-"""
-
-
 def run_child(command: list[str], log: Path) -> tuple[float, float]:
-    """Run a step as a grandchild through LAUNCHER; returns (its peak RSS in MB, wall seconds)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run([sys.executable, "-c", LAUNCHER, *command], stdout=subprocess.PIPE, stderr=fh, env=env,
-                              text=True)
-    result = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {"exit": proc.returncode}
-    if proc.returncode or result["exit"]:
-        sys.exit(f"bench_train: {' '.join(command[2:4])} failed (exit {result['exit']}); see {log}")
-    return result["maxrss_kb"] / 1024, time.perf_counter() - start
+    """Run a step in its own process; returns (its peak RSS in MB, wall seconds)."""
+    figures = run_measured(command, log=log, src=ROOT / "src", name="bench_train")
+    return figures["rss_mb"], figures["wall"]
 
 
 def rss_corpus(work: Path, n_captions: int, shape: InputShape) -> tuple[list, list, list, list, Path]:
