@@ -289,4 +289,4 @@ def test_streamed_store_gives_pycocotools_masks_in_file_order(tmp_path):
                            and a["category_id"] == category_id and not a["iscrowd"]]
                 assert [as_plain(segm) for segm in kept.get(category_id, [])] == in_file
     finally:
-        instances.close()
+        instances.images.close()

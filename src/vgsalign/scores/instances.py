@@ -41,21 +41,14 @@ class Instances:
     path: str
     category_ids: dict[str, int]           # name -> id
     category_names: dict[int, str]         # id -> name
-    images: Mapping[int, ImageAnnotations]   # an ImageStore when read from a file
+    images: ImageStore                     # image id -> ImageAnnotations
     # annotations left out under on_error "skip": problem -> count, and the first few named
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
 
     def annotated(self, image_ids: np.ndarray, category_ids: np.ndarray) -> np.ndarray:
         """Per (image, category) pair: whether the image has a kept instance of the category."""
-        if isinstance(self.images, ImageStore):
-            return self.images.annotated(image_ids, category_ids)
-        return np.array([int(c) in self.images[int(i)].segmentations for i, c in zip(image_ids, category_ids)],
-                        dtype=bool)
-
-    def close(self) -> None:
-        if isinstance(self.images, ImageStore):
-            self.images.close()
+        return self.images.annotated(image_ids, category_ids)
 
 
 def _polygon_problem(polygon) -> tuple[str, str] | None:
