@@ -108,6 +108,14 @@ def overall_summary(scored: pd.DataFrame, n_resamples: int, seed: int) -> dict[s
     return group_summary(scored, n_resamples, seed, "all")
 
 
+def _positions(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Where each of `ids` is in the sorted `keys` (every id must be there)."""
+    position = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    if not (keys[position] == ids).all():
+        raise RuntimeError("internal error: a confusion row of a category the annotations do not name")
+    return position
+
+
 class ConfusionSums:
     """The confusion rows summed as the chunks arrive: per (word category, region) the
     four scores' sums and the number of rows, instead of a row per pair and region.
@@ -121,11 +129,17 @@ class ConfusionSums:
         from .masks import BACKGROUND, OTHER
 
         self.categories = np.array(sorted({int(c) for c in category_ids}), dtype=np.int64)
-        self.regions = np.r_[self.categories, [BACKGROUND, OTHER]].astype(np.int64)
+        # region columns: background, other categories, then the categories (sorted, as
+        # BACKGROUND < OTHER < 0 <= every category id)
+        self.regions = np.r_[[BACKGROUND, OTHER], self.categories].astype(np.int64)
         self.sums = np.zeros((len(self.categories), len(self.regions), len(SCORE_NAMES)))
         self.counts = np.zeros((len(self.categories), len(self.regions)), dtype=np.int64)
-        self._special = {BACKGROUND: len(self.categories), OTHER: len(self.categories) + 1}
         self._next, self._waiting = 0, {}
+
+    @property
+    def category_counts(self) -> np.ndarray:
+        """counts against the annotated categories only (word category x category)."""
+        return self.counts[:, 2:]
 
     def add(self, index: int, word_category: np.ndarray, region: np.ndarray, values: np.ndarray) -> None:
         """Chunk `index`'s rows: each row's word category, region and (m, 4) scores."""
@@ -137,19 +151,9 @@ class ConfusionSums:
     def _fold(self, word_category: np.ndarray, region: np.ndarray, values: np.ndarray) -> None:
         if not len(region):
             return
-        row = self._position(word_category)
-        column = np.where(region >= 0, self._position(np.maximum(region, 0), region >= 0), 0)
-        for key, position in self._special.items():
-            column[region == key] = position
-        np.add.at(self.sums, (row, column), values)
-        np.add.at(self.counts, (row, column), 1)
-
-    def _position(self, ids: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
-        position = np.minimum(np.searchsorted(self.categories, ids), len(self.categories) - 1)
-        check = self.categories[position] == ids
-        if not (check if where is None else check | ~where).all():
-            raise RuntimeError("internal error: a confusion row of a category the annotations do not name")
-        return position
+        cells = (_positions(self.categories, word_category), _positions(self.regions, region))
+        np.add.at(self.sums, cells, values)
+        np.add.at(self.counts, cells, 1)
 
     def check_complete(self, n_chunks: int) -> None:
         if self._next != n_chunks or self._waiting:
@@ -169,12 +173,10 @@ def confusion_tables(
     """
     n_pairs = scored.groupby("category_id").size()
     rows = sorted(n_pairs.index, key=lambda c: category_names[c])
-    n_categories = len(confusion.categories)
-    present = confusion.counts[:, :n_categories].sum(axis=0) > 0
-    columns = sorted(np.flatnonzero(present).tolist(), key=lambda k: category_names[int(confusion.categories[k])])
-    columns += [n_categories, n_categories + 1]                # background, other categories
-    names = [category_names[int(confusion.categories[k])] for k in columns[:-2]]
-    names += [BACKGROUND_COLUMN, OTHER_COLUMN]
+    present = np.flatnonzero(confusion.category_counts.sum(axis=0) > 0).tolist()
+    present = sorted(present, key=lambda k: category_names[int(confusion.categories[k])])
+    columns = [2 + k for k in present] + [0, 1]                # the categories, background, other categories
+    names = [category_names[int(confusion.categories[k])] for k in present] + [BACKGROUND_COLUMN, OTHER_COLUMN]
     row_positions = np.searchsorted(confusion.categories, rows)
     counts = n_pairs.reindex(rows).to_numpy()
     tables = {}
@@ -189,8 +191,7 @@ def confusion_tables(
 
 def confusion_counts(confusion: ConfusionSums, category_names: dict[int, str]) -> pd.DataFrame:
     """How many pairs of each word category have each other category in their image."""
-    n_categories = len(confusion.categories)
-    counts = confusion.counts[:, :n_categories]
+    counts = confusion.category_counts
     names = [category_names[int(c)] for c in confusion.categories]
     rows = sorted(np.flatnonzero(counts.sum(axis=1) > 0).tolist(), key=names.__getitem__)
     columns = sorted(np.flatnonzero(counts.sum(axis=0) > 0).tolist(), key=names.__getitem__)
