@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..settings import settings_from_dict
+from ..tables import table_header
 from .alignment import NORMALIZATIONS, SOFTMAX_CHOICES, reference_input_frames
 from .instances import ON_ERROR_CHOICES, ImageAnnotations, Instances, load_instances
 from .tensor_io import TensorInfo, inspect_tensors, load_mat
@@ -169,8 +170,7 @@ def _read_pairs_table(path: Path) -> pd.DataFrame:
     600,000-pair table costs far more than the table); a numeric column with a value that
     is not a number stays text, for `read_pairs` to name the lines."""
     try:
-        header = pd.read_csv(path, nrows=0).columns
-        text = {c: str for c in header if c not in PAIR_NUMERIC_COLUMNS}
+        text = {c: str for c in table_header(path) if c not in PAIR_NUMERIC_COLUMNS}
         return pd.read_csv(path, dtype=text, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(path, f"cannot read as CSV ({err})") from None

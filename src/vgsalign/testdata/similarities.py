@@ -41,7 +41,7 @@ def noun_label_similarities(nouns: pd.DataFrame, labels: pd.DataFrame, kv) -> tu
     pairs = nouns.merge(labels[["image_id", "category_id", "category", "label_tokens"]], on="image_id", how="inner")
     # distinct labels in order of first appearance, so the report's counts keep that order
     label_code, label_texts = pd.factorize(pairs["label_tokens"].to_numpy(dtype=object))
-    label_rows = np.bincount(label_code, minlength=len(label_texts)) if len(label_code) else np.zeros(0, int)
+    label_rows = np.bincount(label_code, minlength=len(label_texts))
     unknown_tokens: dict[str, int] = {}
     unknown_labels: dict[str, int] = {}
     present_of, used_of, missing_of = [], [], []
@@ -57,16 +57,16 @@ def noun_label_similarities(nouns: pd.DataFrame, labels: pd.DataFrame, kv) -> tu
         used_of.append(" ".join(present))
         missing_of.append(" ".join(absent))
     word_code, word_texts = pd.factorize(pairs["word"].to_numpy(dtype=object))
-    distinct, row_of = np.unique(word_code.astype(np.int64) * max(1, len(label_texts)) + label_code,
-                                 return_inverse=True)
+    n_labels = max(1, len(label_texts))
+    distinct, row_of = np.unique(word_code.astype(np.int64) * n_labels + label_code, return_inverse=True)
     values = np.full(len(distinct), np.nan)
     for k, key in enumerate(distinct.tolist()):
-        word, label = divmod(key, max(1, len(label_texts)))
+        word, label = divmod(key, n_labels)
         if present_of[label]:
             values[k] = float(kv.n_similarity([word_texts[word]], present_of[label]))
-    pairs["similarity"] = values[row_of.ravel()] if len(pairs) else np.zeros(0)
-    pairs["tokens_used"] = np.array(used_of, dtype=object)[label_code] if len(pairs) else []
-    pairs["tokens_missing"] = np.array(missing_of, dtype=object)[label_code] if len(pairs) else []
+    pairs["similarity"] = values[row_of.ravel()]
+    pairs["tokens_used"] = np.array(used_of, dtype=object)[label_code]
+    pairs["tokens_missing"] = np.array(missing_of, dtype=object)[label_code]
     scored = pairs[pairs["similarity"].notna()]
     report = {
         "noun_label_pairs": len(pairs), "similarities": len(scored),
