@@ -106,17 +106,15 @@ def test_broken_files_are_skipped_and_counted_until_too_many(tmp_path):
 
 
 def test_reading_over_processes_gives_the_same_tables(tmp_path):
-    """Above two tasks' worth of caption files the SPEECH-COCO reader uses worker processes:
-    the tables, the rejects and the report are the same as one process gives, in file order,
-    and with on_error stop the broken file is still the one named."""
-    from vgsalign.corpus import speechcoco
-
+    """Above one task's worth of caption files the step reads SPEECH-COCO over worker
+    processes: the tables, the rejects and the report are the same as one process gives, in
+    file order, and with on_error stop the broken file is still the one named."""
     speech = fx.speechcoco_corpus(tmp_path)
     coco_root = tmp_path / "coco"
     h.write_instances(coco_root / "annotations/instances_val2014.json", images={108505: [(1, 0)], 298817: []})
     json_dir = speech / "val2014/json"
     originals = sorted(json_dir.glob("*.json"))
-    for k in range(2 * speechcoco.READ_CHUNK_FILES + 50):
+    for k in range(2 * dataset.FILES_PER_TASK + 50):
         source = originals[k % len(originals)]
         (json_dir / f"{source.stem}{k:05d}.json").write_text(source.read_text())
     broken = json_dir / f"{originals[0].stem}00777.json"

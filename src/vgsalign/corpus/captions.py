@@ -29,7 +29,7 @@ DISFLUENCIES = frozenset({"um", "uh", "er", "erm", "ah", "hmm", "mm"})
 
 
 class Word(NamedTuple):
-    # a tuple: a split has millions of words, made and sent between processes
+    # a tuple: a split has millions of words
     word: str
     onset_s: float
     offset_s: float
@@ -46,8 +46,6 @@ class Utterance:
     source_file: str
     words: list[Word] = field(default_factory=list)
     image_split: str = ""  # the COCO split whose instances file lists the image
-    # whether the words spell the text, when the reader already checked (in a worker process)
-    text_matches: bool | None = None
 
 
 @dataclass
@@ -167,8 +165,7 @@ def drop_reason(utt: Utterance, image_ids: set[int]) -> str | None:
     """Why the utterance is not a test caption, or None (a caption without text is not checked against it)."""
     if not utt.words:
         return "no words in the alignment"
-    if utt.text and not (utt.text_matches if utt.text_matches is not None
-                         else words_match_text([w.word for w in utt.words], utt.text)):
+    if utt.text and not words_match_text([w.word for w in utt.words], utt.text):
         return "aligned words disagree with the caption text"
     if utt.image_id not in image_ids:
         return f"image {utt.image_id} is not in the instances file"

@@ -15,20 +15,17 @@ the timecode but never become words here (the next word's onset still ends the w
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import multiprocessing
 import operator
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ..errors import InputError
 from ..runtime import progress
 from .captions import (DURATION_TOLERANCE_S, ReadResult, Utterance, Word, check_word_times, is_spoken_word,
-                       keep_or_drop, read_or_reject, wav_duration, words_match_text)
+                       keep_or_drop, read_or_reject, wav_duration)
 
 # timecode kinds inside a word: they do not end it
 WITHIN_WORD_KINDS = frozenset({"SYL", "PHO"})
@@ -131,76 +128,36 @@ def read_caption(json_path: Path, wav_dir: Path) -> Utterance:
     )
 
 
-# caption files a worker process reads per task; below two tasks' worth, one process reads them
-READ_CHUNK_FILES = 500
-
-
-# what a worker process sends back per caption: its utterance as plain tuples (see
-# `_as_fields`), or the (where, problem) of its InputError; tuples pickle several times
-# faster than the dataclasses, and the parent unpickles 200,000 of them per split
-CaptionRead = tuple[tuple | None, tuple[str | None, str] | None]
-
-
-def _as_fields(utt: Utterance) -> tuple:
-    """The utterance as plain tuples, with the check of its words against its text done here."""
-    matches = words_match_text([w.word for w in utt.words], utt.text) if utt.text and utt.words else None
-    return (utt.utt_id, utt.image_id, utt.wav, utt.duration_s, utt.text, utt.speaker, utt.source_file,
-            [tuple(w) for w in utt.words], matches)
-
-
-def _from_fields(fields: tuple) -> Utterance:
-    *head, words, matches = fields
-    return Utterance(*head, words=list(map(Word._make, words)), text_matches=matches)
-
-
-def read_caption_or_problem(json_path: Path, wav_dir: Path) -> CaptionRead:
-    """`read_caption` for a worker process: (the utterance's fields, None), or (None, its
-    InputError as (where, problem)), which pickles (the exception itself does not)."""
-    try:
-        return _as_fields(read_caption(json_path, wav_dir)), None
-    except InputError as err:
-        return None, (err.where, err.problem)
-
-
-def read_captions(files: list[Path], wav_dir: Path, threads: int) -> Iterator[CaptionRead]:
-    """`read_caption_or_problem` of every file, in file order, over `threads` processes.
-
-    Parsing the timecodes is most of the dataset step's CPU at full size (a few hundred
-    entries per caption); the parent keeps checking, dropping and writing meanwhile."""
-    if threads <= 1 or len(files) < 2 * READ_CHUNK_FILES:
-        yield from map(read_caption_or_problem, files, itertools.repeat(wav_dir))
-        return
-    # spawn: the parent may already run pyarrow's threads (the tables), which fork would copy mid-state
-    with ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(read_caption_or_problem, files, itertools.repeat(wav_dir), chunksize=READ_CHUNK_FILES)
-
-
-def raise_problem(read: CaptionRead) -> Utterance:
-    fields, problem = read
-    if problem is not None:
-        raise InputError(*problem)
-    return _from_fields(fields)
-
-
-def iter_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str,
-                    result: ReadResult, threads: int = 1) -> Iterator[Utterance]:
-    """The kept utterances of `<speech_root>/<split>/json/`, one at a time, in file order
-    (read over `threads` processes); drops and rejects go to `result` (its `utterances` stay empty)."""
-    json_dir, wav_dir = speech_root / split / "json", speech_root / split / "wav"
+def caption_files(json_dir: Path) -> list[str]:
+    """The caption JSON file names of a split's `json/` folder, sorted as strings (the order
+    Path sorting gives within one folder, at a tenth of its cost)."""
     if not json_dir.is_dir():
         raise InputError(json_dir, "caption JSON folder not found")
-    # names sorted as strings (the order Path sorting gives within one folder, at a tenth of its cost)
-    files = [json_dir / name for name in sorted(entry.name for entry in os.scandir(json_dir)
-                                                if entry.name.endswith(".json"))]
-    if not files:
+    names = sorted(entry.name for entry in os.scandir(json_dir) if entry.name.endswith(".json"))
+    if not names:
         raise InputError(json_dir, "no caption JSON files")
-    reads = read_captions(files, wav_dir, threads)
-    for path, read in zip(progress(files, desc="captions", unit="caption"), reads):
-        utt = read_or_reject(lambda: raise_problem(read), str(path), on_error, result)
+    return names
+
+
+def read_files(paths: Iterable[Path], wav_dir: Path, split: str, image_ids: set[int], *, on_error: str,
+               result: ReadResult) -> Iterator[Utterance]:
+    """The kept utterances of these caption files, in their order; drops and rejects go to `result`."""
+    for path in paths:
+        utt = read_or_reject(lambda: read_caption(path, wav_dir), str(path), on_error, result)
         if utt is not None:
             utt.image_split = split
             if keep_or_drop(utt, image_ids, result):
                 yield utt
+
+
+def iter_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str,
+                    result: ReadResult) -> Iterator[Utterance]:
+    """The kept utterances of `<speech_root>/<split>/json/`, one at a time, in file order;
+    drops and rejects go to `result` (its `utterances` stay empty)."""
+    json_dir, wav_dir = speech_root / split / "json", speech_root / split / "wav"
+    names = caption_files(json_dir)
+    paths = (json_dir / name for name in progress(names, desc="captions", unit="caption"))
+    yield from read_files(paths, wav_dir, split, image_ids, on_error=on_error, result=result)
 
 
 def read_speechcoco(speech_root: Path, split: str, image_ids: set[int], *, on_error: str) -> ReadResult:

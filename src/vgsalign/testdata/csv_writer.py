@@ -107,6 +107,25 @@ def chunk_bytes(chunk: pd.DataFrame) -> pa.Buffer:
     return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
+def line_blocks(chunk: pd.DataFrame) -> Iterator[bytes | pa.Buffer]:
+    """The CSV lines (no header) that `to_csv(index=False)` writes for these rows, CHUNK_ROWS
+    rows a block. Rows are formatted one by one, so the lines of consecutive chunks join
+    into the lines of the whole table."""
+    if not len(chunk):
+        return
+    if len(chunk.columns) < 2 or not chunk.columns.is_unique or not all(_supported(chunk[name]) for name in chunk.columns):
+        # one column (a row of one empty string is quoted), other dtypes: pandas itself
+        yield chunk.to_csv(index=False, header=False, lineterminator="\n").encode()
+        return
+    for start in range(0, len(chunk), CHUNK_ROWS):
+        yield chunk_bytes(chunk.iloc[start:start + CHUNK_ROWS])
+
+
+def table_lines(chunk: pd.DataFrame) -> bytes:
+    """`line_blocks` joined: the lines of a few thousand rows, to send between processes."""
+    return b"".join(bytes(block) for block in line_blocks(chunk))
+
+
 class TableWriter:
     """A CSV table written a chunk of rows at a time (see `open_table`)."""
 
@@ -117,12 +136,12 @@ class TableWriter:
         """Append rows (columns in the table's order); the bytes are those `to_csv` writes for them."""
         if list(chunk.columns) != self.columns:
             raise ValueError(f"chunk columns {list(chunk.columns)} are not the table's {self.columns}")
-        if len(self.columns) < 2 or not chunk.columns.is_unique or not all(_supported(chunk[name]) for name in self.columns):
-            # one column (a row of one empty string is quoted), other dtypes: pandas itself
-            self.out.write(chunk.to_csv(index=False, header=False, lineterminator="\n").encode())
-            return
-        for start in range(0, len(chunk), CHUNK_ROWS):
-            self.out.write(chunk_bytes(chunk.iloc[start:start + CHUNK_ROWS]))
+        for block in line_blocks(chunk):
+            self.out.write(block)
+
+    def write_lines(self, lines: bytes) -> None:
+        """Append rows already formatted by `table_lines` (in a worker process, say)."""
+        self.out.write(lines)
 
 
 @contextlib.contextmanager

@@ -21,8 +21,11 @@ Outputs: `utterances.csv`, `words.csv` (formats in docs/formats.md), the rejects
 from __future__ import annotations
 
 import argparse
+import itertools
+import multiprocessing
 import re
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -32,12 +35,12 @@ import pandas as pd
 from ..atomic import write_csv, write_json
 from ..corpus.captions import ReadResult, Utterance
 from ..corpus.coco import coco_image_ids, instances_path
-from ..corpus.speechcoco import iter_speechcoco
+from ..corpus.speechcoco import caption_files, iter_speechcoco, read_files
 from ..corpus.spokencoco import iter_spokencoco, spokencoco_index  # noqa: F401 (features.shards imports the latter from here)
 from ..errors import InputError
-from ..runtime import usable_cpus
+from ..runtime import progress_bar, usable_cpus
 from ..settings import settings_from_json
-from .csv_writer import open_table
+from .csv_writer import open_table, table_lines
 
 SOURCES = ("demo", "speechcoco", "spokencoco")
 REJECT_COLUMNS = ["file", "problem"]
@@ -45,6 +48,8 @@ UTTERANCE_COLUMNS = ["utt_id", "image_id", "split", "wav", "duration_s", "n_word
 WORD_COLUMNS = ["utt_id", "image_id", "wav", "word_index", "word", "onset_s", "offset_s"]
 # utterances read before their rows are written (a few MB of rows)
 CHUNK_UTTERANCES = 5_000
+# SPEECH-COCO caption files one task reads (in a worker process): its rows are about 1 MB
+FILES_PER_TASK = 500
 
 
 @dataclass
@@ -68,17 +73,16 @@ class DatasetSettings:
 
 
 def iter_split(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str,
-               result: ReadResult, threads: int = 1) -> Iterator[Utterance]:
-    """The kept captions of a split, one at a time, read with the reader of `settings.source`
-    (SPEECH-COCO's over `threads` processes); drops and rejects go to `result`."""
+               result: ReadResult) -> Iterator[Utterance]:
+    """The kept captions of a split, one at a time, read with the reader of `settings.source`;
+    drops and rejects go to `result`."""
 
     @lru_cache(maxsize=None)
     def image_ids(coco_split: str) -> set[int]:
         return coco_image_ids(instances_path(coco_root, coco_split))
 
     if settings.source in ("demo", "speechcoco"):
-        return iter_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error, result=result,
-                               threads=threads)
+        return iter_speechcoco(speech_root, split, image_ids(split), on_error=settings.on_error, result=result)
     return iter_spokencoco(speech_root, Path(settings.alignments_root), split, image_ids,
                            on_error=settings.on_error, result=result)
 
@@ -126,6 +130,98 @@ def drop_reasons(result: ReadResult) -> dict[str, int]:
     return reasons
 
 
+@dataclass
+class Rows:
+    """The utterances.csv and words.csv lines of a run of captions, and what the report needs of them."""
+
+    utterance_lines: bytes
+    word_lines: bytes
+    utt_ids: list[str]
+    image_ids: set[int]
+    words: int
+    drops: list[tuple[str, str]] = field(default_factory=list)
+    rejects: list[tuple[str, str]] = field(default_factory=list)
+    # with on_error stop: (where, problem) of the broken file that stops the step, after these rows
+    error: tuple[str | None, str] | None = None
+    caption_files: int = 0    # SPEECH-COCO files read (the progress bar)
+
+
+def rows_of(utterances: list[Utterance], split: str) -> Rows:
+    utterance_table, word_table = table_chunk(utterances, split)
+    return Rows(utterance_lines=table_lines(utterance_table), word_lines=table_lines(word_table),
+                utt_ids=[u.utt_id for u in utterances], image_ids={u.image_id for u in utterances},
+                words=len(word_table))
+
+
+def speechcoco_rows(names: list[str], json_dir: Path, wav_dir: Path, split: str, image_ids: set[int],
+                    on_error: str) -> Rows:
+    """The rows of these SPEECH-COCO caption files (one task): read, checked and dropped as
+    `iter_speechcoco` does; a broken file with on_error stop ends the task as `Rows.error`
+    (an InputError does not pickle)."""
+    result, error = ReadResult(), None
+    try:
+        result.utterances.extend(read_files((json_dir / name for name in names), wav_dir, split, image_ids,
+                                            on_error=on_error, result=result))
+    except InputError as err:
+        error = (err.where, err.problem)
+    rows = rows_of(result.utterances, split)
+    rows.drops, rows.rejects, rows.error, rows.caption_files = result.drops, result.rejects, error, len(names)
+    return rows
+
+
+_worker_image_ids: set[int] = set()     # a worker process's copy of the split's image ids
+
+
+def _remember_image_ids(image_ids: set[int]) -> None:
+    global _worker_image_ids
+    _worker_image_ids = image_ids
+
+
+def _speechcoco_rows_in_worker(names: list[str], json_dir: Path, wav_dir: Path, split: str, on_error: str) -> Rows:
+    return speechcoco_rows(names, json_dir, wav_dir, split, _worker_image_ids, on_error)
+
+
+def speechcoco_split_rows(speech_root: Path, split: str, image_ids: set[int], on_error: str,
+                          threads: int) -> Iterator[Rows]:
+    """The rows of a SPEECH-COCO split in file order, FILES_PER_TASK files at a time, read over
+    `threads` processes. The workers do all the per-caption work (parsing the timecodes,
+    the checks, formatting the lines): the parent only writes, so on 2 cores it does not
+    become the bottleneck it was when it rebuilt and formatted every utterance itself."""
+    json_dir, wav_dir = speech_root / split / "json", speech_root / split / "wav"
+    names = caption_files(json_dir)
+    tasks = [names[start:start + FILES_PER_TASK] for start in range(0, len(names), FILES_PER_TASK)]
+    with progress_bar(total=len(names), desc="captions", unit="caption") as bar:
+        if threads <= 1 or len(tasks) < 2:
+            for task in tasks:
+                rows = speechcoco_rows(task, json_dir, wav_dir, split, image_ids, on_error)
+                bar.update(rows.caption_files)
+                yield rows
+            return
+        # spawn: the parent may already run pyarrow's threads (the tables), which fork would copy mid-state
+        pool = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_remember_image_ids, initargs=(image_ids,))
+        try:
+            for rows in pool.map(_speechcoco_rows_in_worker, tasks, itertools.repeat(json_dir),
+                                 itertools.repeat(wav_dir), itertools.repeat(split), itertools.repeat(on_error)):
+                bar.update(rows.caption_files)
+                yield rows
+        finally:    # a stopped step (a broken file) does not wait for the tasks still queued
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def split_rows(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str, result: ReadResult,
+               threads: int = 1) -> Iterator[Rows]:
+    """The rows of a split in corpus order, a few thousand utterances at a time; SpokenCOCO's
+    drops and rejects go to `result`, SPEECH-COCO's come with the rows."""
+    if settings.source in ("demo", "speechcoco"):
+        image_ids = coco_image_ids(instances_path(coco_root, split))
+        yield from speechcoco_split_rows(speech_root, split, image_ids, settings.on_error, threads)
+        return
+    utterances = iter_split(settings, speech_root, coco_root, split, result)
+    while batch := list(itertools.islice(utterances, CHUNK_UTTERANCES)):
+        yield rows_of(batch, split)
+
+
 def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_path: Path,
                          kept: int | None = None) -> None:
     """Fail with one line when more captions were rejected than `dataset.max_rejected_share`
@@ -140,7 +236,7 @@ def check_rejected_share(result: ReadResult, settings: DatasetSettings, rejects_
 
 def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: str, out_dir: Path,
           report_path: Path, rejects_path: Path, threads: int = 1) -> dict:
-    """Read the split and write its tables, CHUNK_UTTERANCES utterances at a time (memory
+    """Read the split and write its tables, a few thousand utterances at a time (memory
     does not grow with the corpus beyond the ids and drop reasons the report needs)."""
     result = ReadResult()
     seen: dict[str, None] = {}      # utterance ids, in the order they first occur
@@ -149,24 +245,20 @@ def build(settings: DatasetSettings, speech_root: Path, coco_root: Path, split: 
     n_utterances, n_words = 0, 0
     with open_table(out_dir / "words.csv", WORD_COLUMNS) as words_out, \
             open_table(out_dir / "utterances.csv", UTTERANCE_COLUMNS) as utterances_out:
-        def flush(batch: list[Utterance]) -> None:
-            utterances, words = table_chunk(batch, split)
-            words_out.write(words)
-            utterances_out.write(utterances)
-
-        batch: list[Utterance] = []
-        for utt in iter_split(settings, speech_root, coco_root, split, result, threads):
-            if utt.utt_id in seen:
-                repeated.add(utt.utt_id)
-            seen[utt.utt_id] = None
-            images.add(utt.image_id)
-            n_utterances += 1
-            n_words += len(utt.words)
-            batch.append(utt)
-            if len(batch) == CHUNK_UTTERANCES:
-                flush(batch)
-                batch = []
-        flush(batch)
+        for rows in split_rows(settings, speech_root, coco_root, split, result, threads):
+            result.drops += rows.drops
+            result.rejects += rows.rejects
+            if rows.error is not None:
+                raise InputError(*rows.error)
+            for utt_id in rows.utt_ids:
+                if utt_id in seen:
+                    repeated.add(utt_id)
+                seen[utt_id] = None
+            images |= rows.image_ids
+            n_utterances += len(rows.utt_ids)
+            n_words += rows.words
+            words_out.write_lines(rows.word_lines)
+            utterances_out.write_lines(rows.utterance_lines)
         # the rejects table first: when too many files are broken, it says which
         write_csv(pd.DataFrame(result.rejects, columns=REJECT_COLUMNS), rejects_path)
         check_rejected_share(result, settings, rejects_path, kept=n_utterances)
