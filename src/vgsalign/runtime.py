@@ -6,8 +6,10 @@ rules that train, extract or dump hash this module with their own subpackage.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import gc
 import os
 import sys
 import time
@@ -45,6 +47,21 @@ def release_freed_memory() -> None:
             _malloc_trim = False
     if _malloc_trim:
         _malloc_trim(0)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a block that builds many objects and frees
+    none, such as parsing a large JSON file: its collections, triggered by every few hundred
+    new containers and passing over all the older ones now and then, cost as much as the
+    parse itself (a 100 MB instances file: 4.4 s with them, 2.3 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def usable_cpus() -> int:

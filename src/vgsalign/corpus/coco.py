@@ -7,7 +7,10 @@ import io
 import json
 from pathlib import Path
 
+import ijson
+
 from ..errors import InputError
+from ..runtime import gc_paused
 
 
 def open_coco(instances_json: Path):
@@ -17,7 +20,7 @@ def open_coco(instances_json: Path):
     if not instances_json.is_file():
         raise InputError(instances_json, "instances file not found")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        with contextlib.redirect_stdout(io.StringIO()), gc_paused():  # pycocotools prints progress
             return COCO(str(instances_json))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AssertionError) as err:
         raise InputError(instances_json, f"not a COCO instances file ({type(err).__name__}: {err})") from None
@@ -39,5 +42,27 @@ def image_folder(coco_root: Path, split: str) -> Path:
 
 
 def coco_image_ids(instances_json: Path) -> set[int]:
-    coco = open_coco(instances_json)
-    return {int(i) for i in coco.getImgIds()}
+    """The image ids of an instances file, from its `images` list alone. MSCOCO's files hold
+    that list before the annotations (nearly all of the file), so reading stops there:
+    val2014's ids take a fraction of a second instead of the seconds of a full parse. (A file
+    with its annotations first is read up to its images, more slowly.)"""
+    if not instances_json.is_file():
+        raise InputError(instances_json, "instances file not found")
+    images = None
+    try:
+        with open(instances_json, "rb") as fh:
+            for key, value in ijson.kvitems(fh, "", use_float=True):
+                if key == "images":
+                    images = value
+                    break
+    except ijson.JSONError as err:
+        raise InputError(instances_json, f"not a COCO instances file (not valid JSON: {err})") from None
+    if not isinstance(images, list):
+        raise InputError(instances_json, "not a COCO instances file (no `images` list)")
+    ids = set()
+    for image in images:
+        try:
+            ids.add(int(image["id"]))
+        except (TypeError, KeyError, ValueError):
+            raise InputError(instances_json, f"an image entry has no integer `id`: {str(image)[:80]}") from None
+    return ids
