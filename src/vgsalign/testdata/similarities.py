@@ -85,7 +85,7 @@ def compute(vocab_csv: Path, labels_csv: Path, vectors: Path, out: Path, report_
     labels = read_table(labels_csv, required=("image_id", "category_id", "category", "label_tokens"))
     nouns = vocab[vocab["kept"]]
     kv = load_vectors(vectors)
-    unknown_nouns = sorted({w for w in nouns["word"] if w not in kv.key_to_index})
+    unknown_nouns = sorted(w for w in nouns["word"].unique() if w not in kv.key_to_index)
     if unknown_nouns:
         raise InputError(vocab_csv, f"kept nouns unknown to {vectors}: {unknown_nouns[:5]} "
                                     "(vocab.csv was made with other vectors; rerun the vocab step)")

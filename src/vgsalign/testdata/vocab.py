@@ -39,7 +39,8 @@ class VocabSettings:
 def apply_policy(nouns, known: set[str] | object, policy: str):
     """nouns with `in_vocab` and `kept` columns; `known` supports `word in known`."""
     table = nouns.copy()
-    table["in_vocab"] = [w in known for w in table["word"]]
+    # asked once per distinct word: a split has hundreds of thousands of nouns, a few thousand words
+    table["in_vocab"] = table["word"].isin([w for w in table["word"].unique() if w in known])
     if policy == "drop_word":
         table["kept"] = table["in_vocab"]
     else:
