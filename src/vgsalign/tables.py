@@ -68,15 +68,10 @@ def _read_with_arrow(path: Path, header: pd.Index) -> pd.DataFrame | None:
 def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """A CSV written by a test-set stage, with text columns as str and no NA guessing."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "table not found")
-    header = pd.read_csv(path, nrows=0).columns
+    header = table_header(path, required)
     table = _read_with_arrow(path, header)
     if table is None:
         table = _read_with_pandas(path, header)
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {missing}")
     for column in ("cut", "in_vocab", "kept"):
         if column in table.columns and table[column].dtype != bool:
             table[column] = table[column].astype(str).str.lower().map({"true": True, "false": False})

@@ -146,11 +146,12 @@ class Rows:
     caption_files: int = 0    # SPEECH-COCO files read (the progress bar)
 
 
-def rows_of(utterances: list[Utterance], split: str) -> Rows:
+def rows_of(utterances: list[Utterance], split: str, **read) -> Rows:
+    """The rows of these utterances; `read`: the other fields of `Rows` (drops, rejects, ...)."""
     utterance_table, word_table = table_chunk(utterances, split)
     return Rows(utterance_lines=table_lines(utterance_table), word_lines=table_lines(word_table),
                 utt_ids=[u.utt_id for u in utterances], image_ids={u.image_id for u in utterances},
-                words=len(word_table))
+                words=len(word_table), **read)
 
 
 def speechcoco_rows(names: list[str], json_dir: Path, wav_dir: Path, split: str, image_ids: set[int],
@@ -164,9 +165,8 @@ def speechcoco_rows(names: list[str], json_dir: Path, wav_dir: Path, split: str,
                                             on_error=on_error, result=result))
     except InputError as err:
         error = (err.where, err.problem)
-    rows = rows_of(result.utterances, split)
-    rows.drops, rows.rejects, rows.error, rows.caption_files = result.drops, result.rejects, error, len(names)
-    return rows
+    return rows_of(result.utterances, split, drops=result.drops, rejects=result.rejects, error=error,
+                   caption_files=len(names))
 
 
 _worker_image_ids: set[int] = set()     # a worker process's copy of the split's image ids
@@ -190,22 +190,22 @@ def speechcoco_split_rows(speech_root: Path, split: str, image_ids: set[int], on
     json_dir, wav_dir = speech_root / split / "json", speech_root / split / "wav"
     names = caption_files(json_dir)
     tasks = [names[start:start + FILES_PER_TASK] for start in range(0, len(names), FILES_PER_TASK)]
-    with progress_bar(total=len(names), desc="captions", unit="caption") as bar:
-        if threads <= 1 or len(tasks) < 2:
-            for task in tasks:
-                rows = speechcoco_rows(task, json_dir, wav_dir, split, image_ids, on_error)
-                bar.update(rows.caption_files)
-                yield rows
-            return
+    pool = None
+    if threads <= 1 or len(tasks) < 2:
+        reads = (speechcoco_rows(task, json_dir, wav_dir, split, image_ids, on_error) for task in tasks)
+    else:
         # spawn: the parent may already run pyarrow's threads (the tables), which fork would copy mid-state
         pool = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_remember_image_ids, initargs=(image_ids,))
-        try:
-            for rows in pool.map(_speechcoco_rows_in_worker, tasks, itertools.repeat(json_dir),
-                                 itertools.repeat(wav_dir), itertools.repeat(split), itertools.repeat(on_error)):
+        reads = pool.map(_speechcoco_rows_in_worker, tasks, itertools.repeat(json_dir), itertools.repeat(wav_dir),
+                         itertools.repeat(split), itertools.repeat(on_error))
+    try:
+        with progress_bar(total=len(names), desc="captions", unit="caption") as bar:
+            for rows in reads:
                 bar.update(rows.caption_files)
                 yield rows
-        finally:    # a stopped step (a broken file) does not wait for the tasks still queued
+    finally:    # a stopped step (a broken file) does not wait for the tasks still queued
+        if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
