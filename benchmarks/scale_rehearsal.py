@@ -11,7 +11,10 @@ imageID_captionID_Speaker_DisfluencyPosition_Speed) and MSCOCO 2014 as unzipped
 (`<split>/COCO_<split>_<12-digit id>.jpg`, `annotations/instances_<split>.json`) for N
 images, whose wavs and jpgs are hard links into the pool. Every size then runs the real
 workflow (`snakemake scores`) with a small model and one epoch; the time and memory of
-each job come from the benchmark files the rules write (results/<name>/benchmarks/).
+each job come from the benchmark files the rules write (results/<name>/benchmarks/), with
+Snakemake told to sample every job's process tree every 0.1 s (its own default thins out
+to one sample every 30 s after a job's first 15 s). A job over before its Python process
+was sampled is marked "too short to sample" and left out of the memory growth.
 
 Sizes are captions of the training split (train2014); the test split (val2014) has half
 as many, as in SPEECH-COCO (414,113 and 202,654). Time is extrapolated linearly in the
@@ -148,8 +151,20 @@ def make_split(pool: Path, corpus: Path, split: str, n_captions: int, id_base: i
 # ---------------------------------------------------------------- copied feature shards
 
 
+# Snakemake's benchmark samples a job's process tree every 0.5 s for its first 15 s, then
+# every 30 s, so the peak of a long job (training, the tensor dump, the scores) can fall
+# between two samples. The rehearsal runs Snakemake with every job sampled every 0.1 s
+# from start to end (`benchmarked` is a context manager: its defaults sit on __wrapped__).
+DENSE_SAMPLING_SNAKEMAKE = (
+    "import sys, snakemake.benchmark as benchmark; "
+    "benchmark.BENCHMARK_INTERVAL_SHORT = 0.1; "
+    "benchmark.benchmarked.__wrapped__.__defaults__ = (None, None, float('inf')); "
+    "from snakemake.cli import main; main(sys.argv[1:])"
+)
+
+
 def snakemake_command(workdir: Path, config: Path, cores: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+    return [sys.executable, "-c", DENSE_SAMPLING_SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
             "--configfile", str(ROOT / "config.yaml"), str(config), "--cores", str(cores), *extra]
 
 
@@ -309,6 +324,11 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 COPIED = "copied, not measured"
+# Every step is a Python process that imports numpy and pandas (over 50 MB resident); a
+# peak below this means the job ended before a sample saw more than the shell that
+# started it, and that size says nothing about the step's memory.
+UNSAMPLED_MB = 50.0
+UNSAMPLED = "too short to sample"
 FEATURE_RULES = ("features_audio", "features_visual")
 
 
@@ -379,13 +399,19 @@ def main() -> int:
         # a step whose time does not grow with the corpus (resources, fixed-size shards
         # run one after another here) keeps its largest measured time
         full_s = intercept + slope * full_train if slope > 0 else max(secs)
-        growth = rss[-1] / rss[0] if rss[0] and len(ran) > 1 else float("nan")
+        sampled = [n for n, mb in zip(ran, rss) if mb >= UNSAMPLED_MB]
+        growth = (measured[sampled[-1]][rule]["max_rss"] / measured[sampled[0]][rule]["max_rss"]
+                  if len(sampled) > 1 else None)
         rows.append({"stage": rule, "sizes": ran, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
-                     "rss_growth_sizes": [ran[0], ran[-1]], "copied_sizes": [n for n in sizes if n not in ran],
+                     "rss_growth_sizes": [sampled[0], sampled[-1]] if growth else [],
+                     "unsampled_sizes": [n for n in ran if n not in sampled],
+                     "copied_sizes": [n for n in sizes if n not in ran],
                      "full_seconds_extrapolated": full_s, "jobs": [measured[n][rule]["jobs"] for n in ran]})
-        cells = [f"{measured[n][rule]['s']:.1f} / {measured[n][rule]['max_rss']:.0f}" if n in ran else COPIED
-                 for n in sizes]
-        growth_text = f"{growth:.2f}x ({ran[0]}-{ran[-1]})" if len(ran) > 1 else "one size measured"
+        cells = [COPIED if n not in ran
+                 else f"{measured[n][rule]['s']:.1f} / {measured[n][rule]['max_rss']:.0f}" if n in sampled
+                 else f"{measured[n][rule]['s']:.1f} / {UNSAMPLED}" for n in sizes]
+        growth_text = (f"{growth:.2f}x ({sampled[0]}-{sampled[-1]})" if growth
+                       else "one size measured" if len(ran) == 1 else f"sampled at {len(sampled)} of {len(ran)} sizes")
         print(" | ".join([rule, *cells, growth_text, f"{full_s:.0f}"]))
     total_full = sum(max(0.0, r["full_seconds_extrapolated"]) for r in rows)
     print(f"\nfull SPEECH-COCO on this machine, all stages one after another: about {total_full / 3600:.1f} h "
