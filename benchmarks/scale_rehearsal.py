@@ -3,6 +3,7 @@ per stage, extrapolated to the full SPEECH-COCO.
 
     python benchmarks/scale_rehearsal.py [--base 5000] [--scales 1 4 16] [--work DIR]
                                          [--copy-features-above N] [--json FILE]
+    python benchmarks/scale_rehearsal.py --table-from FILE     # the table of an earlier --json
 
 The corpus is made in minutes, without speech synthesis: a small pool of demo captions is
 synthesised once (the real demo generator), then each size gets real-format SPEECH-COCO
@@ -332,6 +333,85 @@ UNSAMPLED = "too short to sample"
 FEATURE_RULES = ("features_audio", "features_visual")
 
 
+def extrapolate(sizes: list[int], values: list[float], *, per_caption_if_one: bool) -> float:
+    """A least-squares line through (captions, value), read at the full training split. A
+    value that does not grow keeps its largest measurement; one measured size is taken as
+    proportional to the captions (`per_caption_if_one`) or as constant."""
+    if len(sizes) > 1:
+        intercept, slope = fit_line([float(n) for n in sizes], values)
+    elif per_caption_if_one:
+        intercept, slope = 0.0, values[0] / sizes[0]
+    else:
+        intercept, slope = values[0], 0.0
+    return intercept + slope * FULL["train2014"] if slope > 0 else max(values)
+
+
+def table_rows(measured: dict[int, dict[str, dict[str, float]]], copied: dict[int, float]) -> list[dict]:
+    sizes = sorted(measured)
+    rows = []
+    for rule in RULE_ORDER:
+        ran = [n for n in sizes if rule in measured[n]]
+        if not ran or any(n not in ran and not (rule in FEATURE_RULES and n in copied) for n in sizes):
+            continue
+        secs = [measured[n][rule]["s"] for n in ran]
+        rss = [measured[n][rule]["max_rss"] for n in ran]
+        sampled = [n for n, mb in zip(ran, rss) if mb >= UNSAMPLED_MB]
+        sampled_rss = [measured[n][rule]["max_rss"] for n in sampled]
+        growth = sampled_rss[-1] / sampled_rss[0] if len(sampled) > 1 else None
+        rows.append({"stage": rule, "sizes": ran, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
+                     "rss_growth_sizes": [sampled[0], sampled[-1]] if growth else [],
+                     "unsampled_sizes": [n for n in ran if n not in sampled],
+                     "copied_sizes": [n for n in sizes if n not in ran],
+                     # a step whose time does not grow with the corpus (resources, fixed-size
+                     # shards run one after another here) keeps its largest measured time
+                     "full_seconds_extrapolated": extrapolate(ran, secs, per_caption_if_one=rule in FEATURE_RULES),
+                     "full_max_rss_mb_extrapolated": (extrapolate(sampled, sampled_rss, per_caption_if_one=False)
+                                                      if sampled else None),
+                     "jobs": [measured[n][rule]["jobs"] for n in ran]})
+    return rows
+
+
+def print_table(rows: list[dict], sizes: list[int], copied: dict[int, float], cores: int) -> None:
+    print(f"\nScale rehearsal on {cores} cores (training-split captions; the test split has half as many)")
+    if copied:
+        print(f"feature shards at {', '.join(map(str, sorted(copied)))} captions: {COPIED} (written from the "
+              f"features of the {sizes[0]}-caption run, whose files they link to)")
+    header = (["stage"] + [f"{n} cap: s / MB" for n in sizes]
+              + ["RSS growth", "full SPEECH-COCO: s / MB per job (extrapolated)"])
+    print(" | ".join(header))
+    for row in rows:
+        at = dict(zip(row["sizes"], zip(row["seconds"], row["max_rss_mb"])))
+        cells = [COPIED if n not in at
+                 else f"{at[n][0]:.1f} / {UNSAMPLED}" if n in row["unsampled_sizes"]
+                 else f"{at[n][0]:.1f} / {at[n][1]:.0f}" for n in sizes]
+        sampled = [n for n in row["sizes"] if n not in row["unsampled_sizes"]]
+        growth = row["rss_growth"]
+        growth_text = (f"{growth:.2f}x ({sampled[0]}-{sampled[-1]})" if growth
+                       else "one size measured" if len(row["sizes"]) == 1
+                       else f"sampled at {len(sampled)} of {len(row['sizes'])} sizes")
+        full_mb = row.get("full_max_rss_mb_extrapolated")
+        full_text = f"{row['full_seconds_extrapolated']:.0f} / " + (f"{full_mb:.0f}" if full_mb else UNSAMPLED)
+        print(" | ".join([row["stage"], *cells, growth_text, full_text]))
+    total_full = sum(max(0.0, r["full_seconds_extrapolated"]) for r in rows)
+    print(f"\nfull SPEECH-COCO on this machine, all stages one after another: about {total_full / 3600:.1f} h "
+          f"(linear extrapolation from {sizes[0]}-{sizes[-1]} captions, the feature steps from the sizes where they "
+          f"ran; approximate; training is one epoch of a small model on CPU here, a GPU matter at full size)")
+    print("memory per job at full size: a least-squares line through the measured peaks, read at "
+          f"{FULL['train2014']:,} training captions; approximate, and an upper estimate for the steps that hold "
+          "a bounded number of shards by design (their measured growth is carried on as if it went on)")
+
+
+def measurements_from_json(path: Path) -> tuple[dict[int, dict[str, dict[str, float]]], dict[int, float], int]:
+    """The per-size measurements and copied sizes kept in a --json file."""
+    saved = json.loads(path.read_text())
+    measured: dict[int, dict[str, dict[str, float]]] = {n: {} for n in saved["sizes"]}
+    for row in saved["rows"]:
+        for n, secs, rss, jobs in zip(row["sizes"], row["seconds"], row["max_rss_mb"], row["jobs"]):
+            measured[n][row["stage"]] = {"s": secs, "max_rss": rss, "jobs": jobs}
+    copied = {int(n): secs for n, secs in saved.get("copied_seconds", {}).items()}
+    return measured, copied, saved["cores"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=int, default=5000, help="training-split captions at 1x")
@@ -342,7 +422,13 @@ def main() -> int:
                         help="above N training captions, write the feature shards from the pool's features "
                              "instead of running the feature jobs (default: run them at every size)")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--table-from", type=Path, metavar="JSON",
+                        help="print the table of an earlier run's --json file and run nothing")
     args = parser.parse_args()
+    if args.table_from:
+        measured, copied, cores = measurements_from_json(args.table_from)
+        print_table(table_rows(measured, copied), sorted(measured), copied, cores)
+        return 0
     scales = sorted(args.scales)
     if args.copy_features_above is not None and args.base * scales[0] > args.copy_features_above:
         parser.error("--copy-features-above: the smallest size must run the feature jobs (its shards are copied)")
@@ -375,50 +461,10 @@ def main() -> int:
             found = pool_features(results, corpus / "coco")
         print(f"{scale}x: done in {wall:.0f} s", flush=True)
 
-    sizes = sorted(measured)
-    full_train = FULL["train2014"]
-    print(f"\nScale rehearsal on {args.cores} cores (training-split captions; the test split has half as many)")
-    if copied:
-        print(f"feature shards at {', '.join(map(str, sorted(copied)))} captions: {COPIED} (written from the "
-              f"features of the {sizes[0]}-caption run, whose files they link to)")
-    header = ["stage"] + [f"{n} cap: s / MB" for n in sizes] + ["RSS growth", "full SPEECH-COCO: s (extrapolated)"]
-    print(" | ".join(header))
-    rows = []
-    for rule in RULE_ORDER:
-        ran = [n for n in sizes if rule in measured[n]]
-        if not ran or any(n not in ran and not (rule in FEATURE_RULES and n in copied) for n in sizes):
-            continue
-        secs = [measured[n][rule]["s"] for n in ran]
-        rss = [measured[n][rule]["max_rss"] for n in ran]
-        if len(ran) > 1:
-            intercept, slope = fit_line([float(n) for n in ran], secs)
-        elif rule in FEATURE_RULES:        # one measured size: time proportional to the captions
-            intercept, slope = 0.0, secs[0] / ran[0]
-        else:
-            intercept, slope = secs[0], 0.0
-        # a step whose time does not grow with the corpus (resources, fixed-size shards
-        # run one after another here) keeps its largest measured time
-        full_s = intercept + slope * full_train if slope > 0 else max(secs)
-        sampled = [n for n, mb in zip(ran, rss) if mb >= UNSAMPLED_MB]
-        growth = (measured[sampled[-1]][rule]["max_rss"] / measured[sampled[0]][rule]["max_rss"]
-                  if len(sampled) > 1 else None)
-        rows.append({"stage": rule, "sizes": ran, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
-                     "rss_growth_sizes": [sampled[0], sampled[-1]] if growth else [],
-                     "unsampled_sizes": [n for n in ran if n not in sampled],
-                     "copied_sizes": [n for n in sizes if n not in ran],
-                     "full_seconds_extrapolated": full_s, "jobs": [measured[n][rule]["jobs"] for n in ran]})
-        cells = [COPIED if n not in ran
-                 else f"{measured[n][rule]['s']:.1f} / {measured[n][rule]['max_rss']:.0f}" if n in sampled
-                 else f"{measured[n][rule]['s']:.1f} / {UNSAMPLED}" for n in sizes]
-        growth_text = (f"{growth:.2f}x ({sampled[0]}-{sampled[-1]})" if growth
-                       else "one size measured" if len(ran) == 1 else f"sampled at {len(sampled)} of {len(ran)} sizes")
-        print(" | ".join([rule, *cells, growth_text, f"{full_s:.0f}"]))
-    total_full = sum(max(0.0, r["full_seconds_extrapolated"]) for r in rows)
-    print(f"\nfull SPEECH-COCO on this machine, all stages one after another: about {total_full / 3600:.1f} h "
-          f"(linear extrapolation from {sizes[0]}-{sizes[-1]} captions, the feature steps from the sizes where they "
-          f"ran; approximate; training is one epoch of a small model on CPU here, a GPU matter at full size)")
+    rows = table_rows(measured, copied)
+    print_table(rows, sorted(measured), copied, args.cores)
     if args.json:
-        args.json.write_text(json.dumps({"sizes": sizes, "cores": args.cores, "rows": rows,
+        args.json.write_text(json.dumps({"sizes": sorted(measured), "cores": args.cores, "rows": rows,
                                          "copy_features_above": args.copy_features_above,
                                          "copied_seconds": {str(k): v for k, v in copied.items()}}, indent=2))
     return 0
