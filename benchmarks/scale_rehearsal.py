@@ -356,7 +356,7 @@ def table_rows(measured: dict[int, dict[str, dict[str, float]]], copied: dict[in
         secs = [measured[n][rule]["s"] for n in ran]
         rss = [measured[n][rule]["max_rss"] for n in ran]
         sampled = [n for n, mb in zip(ran, rss) if mb >= UNSAMPLED_MB]
-        sampled_rss = [measured[n][rule]["max_rss"] for n in sampled]
+        sampled_rss = [mb for mb in rss if mb >= UNSAMPLED_MB]
         growth = sampled_rss[-1] / sampled_rss[0] if len(sampled) > 1 else None
         rows.append({"stage": rule, "sizes": ran, "seconds": secs, "max_rss_mb": rss, "rss_growth": growth,
                      "rss_growth_sizes": [sampled[0], sampled[-1]] if growth else [],
